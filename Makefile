@@ -1,0 +1,26 @@
+# `make run`: the built-in demo on mock hardware. `make test`: the whole suite.
+# Both set everything up first (system packages, virtualenv, Python packages).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.bootstrapped
+PYTEST_WORKERS ?= auto
+
+.PHONY: run test bench setup clean
+
+run: $(STAMP)
+	$(VENV)/bin/loaxa run
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	sh scripts/bootstrap.sh $(VENV)
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,230 @@
+"""The unit daemon: starts hardware → audio → scheduler → MQTT link, stops in reverse.
+
+`Unit.run()` is `loaxa run`. Parts are started in order and stopped in reverse
+inside `finally`; one exception anywhere during start still stops what started.
+"""
+
+import logging
+import os
+import signal
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from device.amp import AmpControl
+from device.media_cache import MediaCache
+from device.messages import Topics, event_doc, state_doc, to_json
+from device.mqtt_link import MqttLink
+from device.outbox import Outbox
+from device.planner import Planner
+from device.playout import Playout
+from hw import make_factory
+from loaxa.errors import LoaxaError, Rejected
+from provisioning import read_password
+from scheduler import ScheduleStore, expand_groups, load_trusted_keys, schedule_topics
+
+log = logging.getLogger("loaxa.unit")
+
+SCHEDULE_LEAD_MARGIN_S = 1.0  # beyond warm-up: time to open the files before air
+
+
+@dataclass(frozen=True)
+class UnitInfo:
+    id: str
+    tz: ZoneInfo
+    mock: bool
+    groups: tuple
+
+
+class Records:
+    """Writes playlogs and events to the outbox first, then hands them to the link."""
+
+    def __init__(self, outbox: Outbox, topics: Topics, clock, tz):
+        self._outbox = outbox
+        self._topics = topics
+        self._clock = clock
+        self._tz = tz
+        self.link = None
+
+    def _store_and_send(self, topic: str, doc: dict, kind: str) -> None:
+        payload = to_json(doc)
+        seq = self._outbox.add(topic, payload, qos=1, kind=kind)
+        if self.link is not None:
+            self.link.send_record(seq, topic, payload)
+
+    def playlog(self, doc: dict) -> None:
+        self._store_and_send(self._topics.playlog, doc, "playlog")
+        log.info("proof of play for %s queued (%s)", doc["item"], doc["outcome"])
+
+    def event(self, kind: str, detail: str, **extra) -> None:
+        doc = event_doc(kind, detail, self._clock.now().astimezone(self._tz), **extra)
+        self._store_and_send(self._topics.event, doc, "event")
+
+
+class Unit:
+    def __init__(self, cfg, *, hardware=None, after_start=None):
+        """`hardware` overrides the factory `hardware.mode` picks (tests, benchmarks);
+        `after_start(unit)` runs once everything is up (the demo installs its schedule)."""
+        self.cfg = cfg
+        self._hardware = hardware
+        self._after_start = after_start
+        self._stop = threading.Event()
+        self._started: list = []  # (name, stop callable), stopped in reverse
+        self.boot = str(uuid.uuid4())
+        self.topics = Topics(cfg.broker.topic_prefix, cfg.unit.id)
+        self.groups = expand_groups(cfg.unit.groups)
+        self.tz = ZoneInfo(cfg.unit.timezone)
+
+    # ---- start-up, in order ----
+    def start(self) -> None:
+        try:
+            self._start_hardware()
+            self._start_audio()
+            self._start_scheduler()
+            self._start_link()
+            if self._after_start:
+                self._after_start(self)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _started_part(self, name: str, stop) -> None:
+        self._started.append((name, stop))
+
+    def _start_hardware(self) -> None:
+        cfg = self.cfg
+        hw = self._hardware or make_factory(
+            cfg.hardware.mode, output_dir=cfg.hardware.mock_output_dir,
+            speed=cfg.hardware.mock_speed, audio_device=cfg.audio.device)
+        self.hw = hw
+        self._started_part("hardware", hw.close)
+        self.clock = hw.clock
+        self.info = UnitInfo(cfg.unit.id, self.tz, hw.mock, tuple(self.groups))
+        self.amp = AmpControl(power=hw.relay("amp_power", cfg.gpio.amp_power),
+                              mute=hw.relay("mute", cfg.gpio.mute), clock=self.clock,
+                              warmup_s=cfg.amplifier.warmup_s, cooldown_s=cfg.amplifier.cooldown_s)
+        log.info("hardware ready (%s)", "mock" if hw.mock else "Raspberry Pi")
+
+    def _start_audio(self) -> None:
+        state_dir = self.cfg.unit.state_dir
+        self.outbox = Outbox(state_dir / "outbox.sqlite")
+        self._started_part("outbox", self.outbox.close)
+        self.records = Records(self.outbox, self.topics, self.clock, self.tz)
+        self.media = MediaCache(self.cfg.unit.media_dir)
+        self.playout = Playout(amp=self.amp, speaker=self.hw.speaker(), media=self.media,
+                               clock=self.clock, unit=self.info, records=self.records,
+                               zone_count=len(self.cfg.gpio.zones))
+        self.playout.start()
+        self._started_part("player", self.playout.stop)
+
+    def _start_scheduler(self) -> None:
+        self.trusted = load_trusted_keys(self.cfg.trust.keys)
+        self.store = ScheduleStore(self.cfg.unit.state_dir / "schedules")
+        self.planner = Planner(clock=self.clock, lead_s=self.cfg.amplifier.warmup_s + SCHEDULE_LEAD_MARGIN_S,
+                               submit=self._due, schedules_in_force=self.store.in_force)
+        self.planner.start()
+        self._started_part("planner", self.planner.stop)
+        self._fetch_media_async(self.store.in_force())
+        log.info("%d schedule(s) in force", len(self.store.in_force()))
+
+    def _start_link(self) -> None:
+        cfg = self.cfg
+        self.link = MqttLink(
+            url=cfg.broker.url, client_id=cfg.unit.id, username=cfg.broker.username,
+            password=read_password(cfg), ca_file=cfg.broker.ca_file,
+            state_topic=self.topics.state, online_payload=lambda: self._state("online"),
+            will_payload=self._state("lost"), offline_payload=lambda: self._state("offline"),
+            subscriptions=schedule_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups),
+            on_message=self.handle_message, outbox=self.outbox)
+        self.records.link = self.link
+        self.link.start()
+        self._started_part("broker link", self.link.stop)
+        log.info("connecting to broker %s in the background", self.link.address)
+
+    def _state(self, state: str) -> bytes:
+        return to_json(state_doc(state, self.clock.now().astimezone(self.tz), self.boot,
+                                 self.groups, self.info.mock))
+
+    # ---- shutdown, in reverse ----
+    def stop(self) -> None:
+        """Stop every started part in reverse order; a part that fails to stop is logged."""
+        self._stop.set()
+        while self._started:
+            name, stop = self._started.pop()
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - the rest must still stop
+                log.exception("stopping %s failed", name)
+
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or `request_stop`)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._stop.set())
+        self.start()
+        try:
+            self._stop.wait()
+        finally:
+            log.info("stopping")
+            self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ---- what the unit does ----
+    def _due(self, occurrence) -> None:
+        """APScheduler calls this lead_s before an occurrence."""
+        schedule = self._schedule_in_force(occurrence.schedule_id, occurrence.version)
+        if schedule is None:
+            log.info("%s no longer in force; skipped", occurrence.key)
+            return
+        self.playout.submit(occurrence, schedule)
+
+    def _schedule_in_force(self, schedule_id: str, version: int):
+        for schedule in self.store.in_force():
+            if schedule.id == schedule_id and schedule.version == version:
+                return schedule
+        return None
+
+    def handle_message(self, topic: str, payload: bytes) -> None:
+        if topic.endswith("/schedule"):
+            self.offer_schedule(topic, payload)
+
+    def offer_schedule(self, topic: str, payload: bytes) -> None:
+        """Accept or refuse one signed schedule; the documents in force stay on refusal."""
+        try:
+            offer = self.store.offer(topic, payload, trusted=self.trusted, unit_id=self.cfg.unit.id,
+                                     groups=self.cfg.unit.groups, prefix=self.cfg.broker.topic_prefix,
+                                     quiet_hours=self.cfg.unit.quiet_hours, unit_tz=self.tz)
+        except Rejected as exc:
+            log.warning("schedule refused on %s: %s", topic, exc)
+            self.records.event("schedule.rejected", str(exc), topic=topic)
+            return
+        if offer.status != "accepted":
+            return
+        schedule = offer.schedule
+        log.info("schedule %s version %s accepted (%d items)", schedule.id, schedule.version,
+                 len(schedule.items))
+        self.records.event("schedule.accepted", f"{schedule.id} version {schedule.version} accepted",
+                           topic=topic, schedule=schedule.id, version=schedule.version)
+        self.planner.replan()
+        self._fetch_media_async([schedule])
+
+    def _fetch_media_async(self, schedules) -> None:
+        wanted = [(m.id, m) for s in schedules for m in s.media.values()]
+        if wanted:
+            threading.Thread(target=self._fetch_media, args=(wanted,), name="media-fetch",
+                             daemon=True).start()
+
+    def _fetch_media(self, wanted) -> None:
+        for media_id, media in wanted:
+            if self.media.has(media.sha256):
+                continue
+            try:
+                self.media.ensure(media.url, media.sha256, media.size)
+                log.info("media %s ready", media_id)
+            except LoaxaError as exc:
+                log.warning("media %s failed: %s", media_id, exc)
+                self.records.event("media.failed", str(exc), media=media_id)

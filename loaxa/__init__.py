@@ -1,0 +1,3 @@
+"""loaxa: controller software for commune loudspeaker units."""
+
+__version__ = "0.1.0"

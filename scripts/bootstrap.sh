@@ -1,0 +1,51 @@
+#!/bin/sh
+# Set up everything `make run` and `make test` need on a fresh Debian / Raspberry Pi OS:
+# the system packages (via apt-get as root, or sudo, or printing the exact command),
+# then a virtualenv with loaxa and its test tools.
+set -eu
+VENV="${1:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+missing=""
+need() { # need <package> <test command...>
+    pkg="$1"; shift
+    if ! "$@" >/dev/null 2>&1; then missing="$missing $pkg"; fi
+}
+need ffmpeg command -v ffmpeg
+need mosquitto test -x /usr/sbin/mosquitto -o -x /usr/bin/mosquitto
+need mosquitto-clients command -v mosquitto_sub
+need "$PYTHON" command -v "$PYTHON"
+if command -v "$PYTHON" >/dev/null 2>&1; then
+    # Debian splits venv/ensurepip out of python3 into python3-venv.
+    need python3-venv "$PYTHON" -c "import venv, ensurepip"
+fi
+
+if [ -n "$missing" ]; then
+    cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y$missing"
+    if [ "$(id -u)" = 0 ]; then
+        echo "bootstrap: installing$missing"
+        sh -c "$cmd"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        echo "bootstrap: installing$missing (sudo)"
+        sudo sh -c "$cmd"
+    else
+        echo "bootstrap: missing system packages:$missing" >&2
+        echo "bootstrap: run this as root, then try again:" >&2
+        echo "    sudo sh -c '$cmd'" >&2
+        exit 1
+    fi
+fi
+
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"bootstrap: loaxa needs Python 3.11 or newer, this is {sys.version.split()[0]}")
+PY
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "bootstrap: creating virtualenv $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e ".[test]"
+echo "bootstrap: ready"
