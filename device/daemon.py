@@ -121,7 +121,7 @@ class Unit:
 
     def _start_scheduler(self) -> None:
         self.trusted = load_trusted_keys(self.cfg.trust.keys)
-        self.store = ScheduleStore(self.cfg.unit.state_dir / "schedules")
+        self.store = ScheduleStore(self.cfg.unit.state_dir / "schedules", **self._trust_context())
         self.planner = Planner(clock=self.clock, lead_s=self.cfg.amplifier.warmup_s + SCHEDULE_LEAD_MARGIN_S,
                                submit=self._due, schedules_in_force=self.store.in_force)
         self.planner.start()
@@ -195,9 +195,7 @@ class Unit:
     def offer_schedule(self, topic: str, payload: bytes) -> None:
         """Accept or refuse one signed schedule; the documents in force stay on refusal."""
         try:
-            offer = self.store.offer(topic, payload, trusted=self.trusted, unit_id=self.cfg.unit.id,
-                                     groups=self.cfg.unit.groups, prefix=self.cfg.broker.topic_prefix,
-                                     quiet_hours=self.cfg.unit.quiet_hours, unit_tz=self.tz)
+            offer = self.store.offer(topic, payload, **self._trust_context())
         except Rejected as exc:
             log.warning("schedule refused on %s: %s", topic, exc)
             self.records.event("schedule.rejected", str(exc), topic=topic)
@@ -211,6 +209,12 @@ class Unit:
                            topic=topic, schedule=schedule.id, version=schedule.version)
         self.planner.replan()
         self._fetch_media_async([schedule])
+
+    def _trust_context(self) -> dict:
+        """What decides whether a signed schedule is for this unit and may be trusted."""
+        return dict(trusted=self.trusted, unit_id=self.cfg.unit.id, groups=self.cfg.unit.groups,
+                    prefix=self.cfg.broker.topic_prefix, quiet_hours=self.cfg.unit.quiet_hours,
+                    unit_tz=self.tz)
 
     def _fetch_media_async(self, schedules) -> None:
         wanted = [(m.id, m) for s in schedules for m in s.media.values()]

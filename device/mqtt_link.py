@@ -61,6 +61,7 @@ class MqttLink:
         self._connected = threading.Event()
         self._client: mqtt.Client | None = None
         self.last_contact = None
+        self._said_offline = False
 
     @property
     def connected(self) -> bool:
@@ -78,6 +79,7 @@ class MqttLink:
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = guarded(self._handle_connect)
         client.on_disconnect = guarded(self._handle_disconnect)
+        client.on_connect_fail = guarded(self._handle_connect_fail)
         client.on_message = guarded(self._handle_message)
         client.on_publish = guarded(self._handle_publish)
         self._client = client
@@ -90,10 +92,18 @@ class MqttLink:
             return
         log.info("connected to broker %s", self.address)
         self._connected.set()
+        self._said_offline = False
         client.publish(self._state_topic, self._online_payload(), qos=1, retain=True)
-        client.subscribe([(topic, 1) for topic in self._subscriptions])
+        if self._subscriptions:
+            client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._on_connection_change(True)
         self.flush()
+
+    def _handle_connect_fail(self, client, userdata):
+        if not self._said_offline:
+            self._said_offline = True
+            log.warning("broker %s not reachable: working offline, records are kept until it answers",
+                        self.address)
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties):
         was_connected = self._connected.is_set()

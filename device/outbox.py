@@ -32,7 +32,7 @@ class Outbox:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
             " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
-            " kind TEXT NOT NULL, created REAL NOT NULL DEFAULT (unixepoch('subsec')))")
+            " kind TEXT NOT NULL, created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0))")
         self._closed = False
 
     def add(self, topic: str, payload: bytes, qos: int = 1, kind: str = "record") -> int:

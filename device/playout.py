@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from audio import play_files
-from loaxa.errors import LoaxaError, MediaError
+from loaxa.errors import LoaxaError
 from device.messages import iso
 
 log = logging.getLogger("loaxa.playout")
@@ -134,7 +134,8 @@ class Playout:
         except LoaxaError as exc:
             self._amp.mute()
             self._records.event("media.failed", str(exc), item=item.id, schedule=occ.schedule_id)
-            self._finish(base, outcome="failed", reason=f"playback: {exc}", played_s=0.0)
+            self._finish(base, outcome="failed", reason=f"playback: {exc}",
+                         played_s=round(getattr(exc, "played_s", 0.0), 3))
             return
         finally:
             self.current = None

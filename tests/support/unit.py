@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.support.waiting import wait_until  # noqa: F401 (re-exported)
 from scheduler import public_key_b64, write_keypair, load_private_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,13 +135,3 @@ def hardware_log(output_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_until(predicate, timeout=30.0, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout}s")

@@ -1,0 +1,243 @@
+"""The documents in force on a unit, one per schedule topic, and the versions seen.
+
+Layout of the store's folder (every write atomic and durable, `loaxa.fsio`):
+- `topics/<sha256(topic)[:32]>.json`: `{"topic": ..., "envelope": "<the raw envelope>"}`,
+  the signed envelope in force on that topic, kept exactly as it arrived;
+- `versions.json`: `{"format": 1, "versions": {"<document id>": {"version", "digest"}}}`,
+  the highest version accepted per document id with its payload digest: a different
+  document under an equal or lower version is refused forever (no replay, no rollback).
+
+The highest version is written before the document itself: a crash between the two
+leaves the version recorded and the retained copy, arriving again, is accepted then.
+
+Loading re-verifies each stored envelope against the trusted keys, the unit's
+targets and its quiet hours when they are given (constructor keywords or `load`);
+a stored document that no longer passes is dropped from force with a log line.
+When they are not given, documents load on their stored word and are re-checked on
+the first `offer` (which always carries them).
+"""
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from loaxa.errors import LoaxaError, Rejected, VersionError
+from loaxa.fsio import atomic_write
+from scheduler._json import encode_utf8
+from scheduler.document import Schedule, parse_schedule
+from scheduler.envelope import open_envelope, read_envelope
+from scheduler.keys import public_key_b64
+from scheduler.targets import check_targets
+from scheduler.triggers import check_quiet_hours
+
+__all__ = ["Offer", "ScheduleStore", "StorageError"]
+
+log = logging.getLogger("loaxa.scheduler.store")
+
+VERSIONS_FORMAT = 1
+
+
+class StorageError(Rejected):
+    """The document passed every check but could not be stored, so it is not in force."""
+
+
+@dataclass(frozen=True)
+class Offer:
+    status: str  # "accepted" | "unchanged" | "empty"
+    schedule: Schedule | None
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a stored document is checked against: the unit's trust, identity and quiet hours."""
+    trusted: dict | None
+    unit_id: str | None = None
+    groups: tuple = ()
+    prefix: str = "loaxa"
+    quiet_hours: object = None
+    unit_tz: object = None
+
+    def fingerprint(self) -> tuple:
+        keys = tuple(sorted((name, public_key_b64(key)) for name, key in (self.trusted or {}).items()))
+        return keys, self.unit_id, self.groups, self.prefix, str(self.quiet_hours), str(self.unit_tz)
+
+
+@dataclass(frozen=True)
+class _Held:
+    schedule: Schedule
+    raw: bytes
+
+
+def topic_file_name(topic: str) -> str:
+    return hashlib.sha256(topic.encode("utf-8", "surrogatepass")).hexdigest()[:32] + ".json"
+
+
+def _verify(topic: str, raw: bytes, context: _Context) -> Schedule:
+    """Every check a unit makes on a schedule, in the order SPEC lists the refusals."""
+    if context.trusted is None:
+        payload = read_envelope(raw).payload  # loading on the stored word: see the module doc
+    else:
+        payload, _ = open_envelope(raw, context.trusted)
+    schedule = parse_schedule(payload)
+    if context.unit_id is not None:
+        check_targets(schedule, context.unit_id, context.groups, topic, context.prefix)
+        check_quiet_hours(schedule, context.quiet_hours, context.unit_tz)
+    return schedule
+
+
+class ScheduleStore:
+    def __init__(self, folder, *, trusted=None, unit_id=None, groups=(), prefix="loaxa",
+                 quiet_hours=None, unit_tz=None):
+        self.folder = Path(folder)
+        self._topics_dir = self.folder / "topics"
+        self._versions_path = self.folder / "versions.json"
+        self._lock = threading.RLock()  # the MQTT thread offers while the planner reads
+        self._held: dict[str, _Held] = {}
+        self._versions: dict[str, tuple[int, str]] = {}
+        self._checked = None  # fingerprint of the context the held documents passed
+        self.load(trusted=trusted, unit_id=unit_id, groups=groups, prefix=prefix,
+                  quiet_hours=quiet_hours, unit_tz=unit_tz)
+
+    # ---- loading ----
+    def load(self, *, trusted=None, unit_id=None, groups=(), prefix="loaxa", quiet_hours=None,
+             unit_tz=None) -> None:
+        """(Re)read the folder; with `trusted`, every stored envelope is verified again."""
+        context = _Context(trusted, unit_id, tuple(groups), prefix, quiet_hours, unit_tz)
+        with self._lock:
+            self._versions = self._read_versions()
+            self._held = {}
+            for path in sorted(self._topics_dir.glob("*.json")):
+                self._load_one(path, context)
+            self._checked = context.fingerprint() if trusted is not None else None
+            if trusted is None and self._held:
+                log.warning("%d stored schedule(s) loaded without re-verification (no trusted keys "
+                            "given); they are re-checked on the first offer", len(self._held))
+
+    def _read_versions(self) -> dict[str, tuple[int, str]]:
+        try:
+            data = json.loads(self._versions_path.read_text(encoding="utf-8"))
+            return {doc_id: (int(rec["version"]), str(rec["digest"]))
+                    for doc_id, rec in data["versions"].items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.error("%s is unreadable (%s); rebuilding it from the stored documents",
+                      self._versions_path, exc)
+            return {}
+
+    def _read_topic_file(self, path: Path) -> tuple[str, bytes]:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        topic, envelope = data["topic"], data["envelope"]
+        if not isinstance(topic, str) or not isinstance(envelope, str) or topic_file_name(topic) != path.name:
+            raise ValueError("not a stored schedule file")
+        return topic, envelope.encode("utf-8")
+
+    def _load_one(self, path: Path, context: _Context) -> None:
+        try:
+            topic, raw = self._read_topic_file(path)
+            schedule = _verify(topic, raw, context)
+        except (OSError, ValueError, TypeError, KeyError, LoaxaError, RecursionError) as exc:
+            log.warning("stored schedule %s dropped: %s", path.name, exc)
+            return
+        if not self._reconcile_version(schedule):
+            log.warning("stored schedule %s (%s version %d) dropped: another document was accepted "
+                        "under that version", path.name, schedule.id, schedule.version)
+            return
+        self._held[topic] = _Held(schedule, raw)
+
+    def _reconcile_version(self, schedule: Schedule) -> bool:
+        """Make versions.json at least as new as a stored document (a crash may sit between them)."""
+        recorded = self._versions.get(schedule.id)
+        if recorded is not None and recorded[0] == schedule.version:
+            return recorded[1] == schedule.digest
+        if recorded is None or recorded[0] < schedule.version:
+            try:
+                self._write_versions({**self._versions, schedule.id: (schedule.version, schedule.digest)})
+            except OSError as exc:
+                log.error("cannot update %s: %s", self._versions_path, exc)
+        return True
+
+    # ---- offering ----
+    def offer(self, topic: str, raw: bytes, *, trusted, unit_id, groups, prefix, quiet_hours,
+              unit_tz) -> Offer:
+        """Accept a retained schedule for `topic`, or raise a Rejected saying why (nothing changes)."""
+        if not raw:
+            return Offer("empty", None)  # unsigned, so it revokes nothing
+        context = _Context(trusted, unit_id, tuple(groups), prefix, quiet_hours, unit_tz)
+        raw = encode_utf8(raw, "envelope") if isinstance(raw, str) else bytes(raw)
+        with self._lock:
+            self._recheck(context)
+            schedule = _verify(topic, raw, context)
+            held = self._held.get(topic)
+            if held is not None and held.schedule.digest == schedule.digest:
+                return Offer("unchanged", held.schedule)
+            self._check_version(schedule)
+            self._persist(topic, raw, schedule)
+            self._held[topic] = _Held(schedule, raw)
+            return Offer("accepted", schedule)
+
+    def _recheck(self, context: _Context) -> None:
+        """Drop held documents that no longer pass, once per new trust/identity context."""
+        fingerprint = context.fingerprint()
+        if fingerprint == self._checked:
+            return
+        for topic, held in list(self._held.items()):
+            try:
+                _verify(topic, held.raw, context)
+            except Rejected as exc:
+                log.warning("schedule %s on %s leaves force: %s", held.schedule.id, topic, exc)
+                del self._held[topic]
+        self._checked = fingerprint
+
+    def _check_version(self, schedule: Schedule) -> None:
+        recorded = self._versions.get(schedule.id)
+        if recorded is None:
+            return
+        version, digest = recorded
+        if schedule.version < version or (schedule.version == version and schedule.digest != digest):
+            raise VersionError(f"{schedule.id}: version {schedule.version} is not newer than version "
+                               f"{version} already accepted")
+
+    def _persist(self, topic: str, raw: bytes, schedule: Schedule) -> None:
+        recorded = self._versions.get(schedule.id)
+        try:
+            if recorded is None or recorded[0] < schedule.version:
+                self._write_versions({**self._versions, schedule.id: (schedule.version, schedule.digest)})
+            stored = {"topic": topic, "envelope": raw.decode("utf-8")}
+            atomic_write(self._topics_dir / topic_file_name(topic),
+                         json.dumps(stored, ensure_ascii=False).encode("utf-8"))
+        except OSError as exc:
+            raise StorageError(f"{schedule.id} version {schedule.version} could not be stored: "
+                               f"{exc.strerror or exc}") from exc
+
+    def _write_versions(self, versions: dict[str, tuple[int, str]]) -> None:
+        data = {"format": VERSIONS_FORMAT,
+                "versions": {doc_id: {"version": v, "digest": d} for doc_id, (v, d) in sorted(versions.items())}}
+        atomic_write(self._versions_path, json.dumps(data, indent=1).encode("utf-8"))
+        self._versions = versions
+
+    # ---- reading ----
+    def in_force(self) -> list[Schedule]:
+        """The union of the documents held on the topics; per id only the highest version accepted."""
+        with self._lock:
+            best: dict[str, Schedule] = {}
+            for held in self._held.values():
+                schedule = held.schedule
+                recorded = self._versions.get(schedule.id)
+                if recorded is not None and schedule.version < recorded[0]:
+                    continue  # superseded elsewhere: playing it would be a rollback
+                best.setdefault(schedule.id, schedule)
+            return sorted(best.values(), key=lambda s: s.id)
+
+    def topics_in_force(self) -> dict[str, Schedule]:
+        """Each topic and the document held there (for status and `sync`)."""
+        with self._lock:
+            return {topic: held.schedule for topic, held in sorted(self._held.items())}
+
+    def versions(self) -> dict[str, int]:
+        """The highest version accepted per document id."""
+        with self._lock:
+            return {doc_id: version for doc_id, (version, _) in self._versions.items()}

@@ -1,0 +1,59 @@
+"""`loaxa run` with no config: the built-in demo, as a newcomer meets it."""
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.unit import UnitProcess, hardware_log, run_loaxa, wait_until
+
+pytestmark = pytest.mark.skipif(Path("/etc/loaxa/config.toml").exists(),
+                                reason="this machine has a real unit config; the demo would not run")
+
+
+def demo_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "LOAXA_CONFIG"}
+    env.update(XDG_STATE_HOME=str(tmp_path / "state"), HOME=str(tmp_path))
+    return env
+
+
+def test_demo_sounds_within_30_seconds_and_stops_cleanly(tmp_path):
+    started = time.time()
+    unit = UnitProcess(None, env=demo_env(tmp_path), log_path=tmp_path / "console.log")
+    output = tmp_path / "state" / "loaxa-demo" / "mock-output"
+    try:
+        first = wait_until(lambda: [e for e in hardware_log(output) if e["kind"] == "speaker.first_sample"],
+                           35, what="the demo's first sample")[0]
+        assert first["t"] - started <= 30.0
+        unit.wait_console("playing")
+        time.sleep(1.0)
+    finally:
+        code = unit.stop()
+    assert code == 0, unit.console()
+    console = unit.console()
+    assert "demo" in console and "amplifier on" in console and "Traceback" not in console
+    wavs = list(output.glob("*_demo-*.wav"))
+    assert len(wavs) == 1 and wavs[0].stat().st_size > 48000 * 2  # over a second of sound
+    # Stopped mid-bulletin: the proof of play says so, kept for the broker.
+    outbox = sqlite3.connect(tmp_path / "state" / "loaxa-demo" / "outbox.sqlite")
+    payloads = [row[0] for row in outbox.execute("SELECT payload FROM outbox WHERE kind='playlog'")]
+    assert len(payloads) == 1 and b'"outcome":"interrupted"' in payloads[0]
+    relays = [e for e in hardware_log(output) if e["kind"] == "relay" and e["role"] == "amp_power"]
+    assert relays[-1]["on"] is False  # the amplifier is left off
+
+
+def test_missing_config_is_an_error_not_the_demo(tmp_path):
+    result = run_loaxa("run", "--config", str(tmp_path / "nope.toml"), env=demo_env(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "nope.toml" in result.stderr
+    assert not (tmp_path / "state" / "loaxa-demo").exists()
+
+
+def test_unparsable_config_is_an_error_not_the_demo(tmp_path):
+    bad = tmp_path / "unit.toml"
+    bad.write_text("[unit\nid = 3\n")
+    result = run_loaxa("run", "--config", str(bad), env=demo_env(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "state" / "loaxa-demo").exists()
