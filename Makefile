@@ -3,6 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bootstrapped
+TEST_STAMP := $(VENV)/.bootstrapped-test
 PYTEST_WORKERS ?= auto
 
 .PHONY: run test bench setup clean
@@ -10,10 +11,10 @@ PYTEST_WORKERS ?= auto
 run: $(STAMP)
 	$(VENV)/bin/loaxa run
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) bench/run.py
 
 setup: $(STAMP)
@@ -21,6 +22,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	sh scripts/bootstrap.sh $(VENV)
 	touch $(STAMP)
+
+$(TEST_STAMP): pyproject.toml scripts/bootstrap.sh
+	sh scripts/bootstrap.sh $(VENV) test
+	touch $(STAMP) $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -110,7 +110,7 @@ class MqttLink:
         self._connected.clear()
         with self._lock:
             self._inflight.clear()
-        if was_connected:
+        if was_connected and not self._stopping:
             log.warning("lost the broker (%s); records wait in the outbox", reason_code)
             self._on_connection_change(False)
 
@@ -162,6 +162,7 @@ class MqttLink:
         client, self._client = self._client, None
         if client is None:
             return
+        self._stopping = True
         try:
             if self.connected:
                 info = client.publish(self._state_topic, self._offline_payload(), qos=1, retain=True)

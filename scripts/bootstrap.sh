@@ -1,9 +1,11 @@
 #!/bin/sh
 # Set up everything `make run` and `make test` need on a fresh Debian / Raspberry Pi OS:
 # the system packages (via apt-get as root, or sudo, or printing the exact command),
-# then a virtualenv with loaxa and its test tools.
+# then a virtualenv with loaxa. `bootstrap.sh VENV test` adds what the tests need
+# (a PostgreSQL server for the fleet database tests, the test tools).
 set -eu
 VENV="${1:-.venv}"
+PURPOSE="${2:-run}"
 PYTHON="${PYTHON:-python3}"
 
 missing=""
@@ -14,6 +16,9 @@ need() { # need <package> <test command...>
 need ffmpeg command -v ffmpeg
 need mosquitto test -x /usr/sbin/mosquitto -o -x /usr/bin/mosquitto
 need mosquitto-clients command -v mosquitto_sub
+if [ "$PURPOSE" = test ]; then
+    need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
+fi
 need "$PYTHON" command -v "$PYTHON"
 if command -v "$PYTHON" >/dev/null 2>&1; then
     # Debian splits venv/ensurepip out of python3 into python3-venv.
@@ -47,5 +52,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e ".[test]"
+if [ "$PURPOSE" = test ]; then
+    "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+else
+    "$VENV/bin/python" -m pip install --quiet -e .
+fi
 echo "bootstrap: ready"
