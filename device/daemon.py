@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from device.amp import AmpControl
+from device.journal import PlaybackJournal
 from device.media_cache import MediaCache
 from device.messages import Topics, event_doc, state_doc, to_json
 from device.mqtt_link import MqttLink
@@ -115,7 +116,9 @@ class Unit:
         self.media = MediaCache(self.cfg.unit.media_dir)
         self.playout = Playout(amp=self.amp, speaker=self.hw.speaker(), media=self.media,
                                clock=self.clock, unit=self.info, records=self.records,
-                               zone_count=len(self.cfg.gpio.zones))
+                               zone_count=len(self.cfg.gpio.zones), lateness_s=self.cfg.unit.lateness_s,
+                               journal=PlaybackJournal(state_dir / "playback.journal"))
+        self.playout.recover_interrupted()
         self.playout.start()
         self._started_part("player", self.playout.stop)
 
@@ -137,7 +140,8 @@ class Unit:
             state_topic=self.topics.state, online_payload=lambda: self._state("online"),
             will_payload=self._state("lost"), offline_payload=lambda: self._state("offline"),
             subscriptions=schedule_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups),
-            on_message=self.handle_message, outbox=self.outbox)
+            on_message=self.handle_message, outbox=self.outbox,
+            max_delay_s=cfg.broker.reconnect_max_s)
         self.records.link = self.link
         self.link.start()
         self._started_part("broker link", self.link.stop)

@@ -7,8 +7,10 @@ the broker acknowledges them with a success reason code.
 """
 
 import logging
+import random
 import ssl
 import threading
+import time
 from typing import Callable
 
 import paho.mqtt.client as mqtt
@@ -20,6 +22,24 @@ from loaxa.brokerurl import parse_broker_url
 log = logging.getLogger("loaxa.link")
 
 MessageHandler = Callable[[str, bytes], None]
+
+
+class Backoff:
+    """Exponential backoff with full jitter: a delay drawn from [min, min(max, min * 2^n)]."""
+
+    def __init__(self, min_delay_s: float, max_delay_s: float, rng: random.Random | None = None):
+        self.min_delay_s = min_delay_s
+        self.max_delay_s = max_delay_s
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.max_delay_s, self.min_delay_s * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return self._rng.uniform(self.min_delay_s, max(self.min_delay_s, ceiling))
+
+    def reset(self) -> None:
+        self.attempt = 0
 
 
 def guarded(callback):
@@ -42,7 +62,8 @@ class MqttLink:
                  ca_file, state_topic: str, online_payload: Callable[[], bytes],
                  will_payload: bytes, offline_payload: Callable[[], bytes],
                  subscriptions: list[str], on_message: MessageHandler, outbox: Outbox,
-                 on_connection_change: Callable[[bool], None] = lambda up: None):
+                 on_connection_change: Callable[[bool], None] = lambda up: None,
+                 keepalive_s: int = 60, min_delay_s: float = 1.0, max_delay_s: float = 120.0):
         self.address = parse_broker_url(url)
         self._client_id = client_id
         self._username = username
@@ -62,6 +83,13 @@ class MqttLink:
         self._client: mqtt.Client | None = None
         self.last_contact = None
         self._said_offline = False
+        self._stopping = False  # set once stop() has sent `offline`: no more reconnects
+        self._socket_open = False
+        self._wake = threading.Event()  # set to cut a backoff wait short (stop)
+        self._thread = None
+        self.keepalive_s = keepalive_s
+        self.backoff = Backoff(min_delay_s, max_delay_s)
+        self.refused = None  # a broker refusal of a record, until a record gets through
 
     @property
     def connected(self) -> bool:
@@ -69,22 +97,55 @@ class MqttLink:
 
     def start(self) -> None:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id,
-                             protocol=mqtt.MQTTv5)
+                             protocol=mqtt.MQTTv5, reconnect_on_failure=False)
         if self._username:
             client.username_pw_set(self._username, self._password)
         if self.address.tls:
+            # CA verification always: the system's CAs unless the config names a CA file.
             client.tls_set(ca_certs=str(self._ca_file) if self._ca_file else None,
                            cert_reqs=ssl.CERT_REQUIRED)
         client.will_set(self._state_topic, self._will_payload, qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = guarded(self._handle_connect)
         client.on_disconnect = guarded(self._handle_disconnect)
-        client.on_connect_fail = guarded(self._handle_connect_fail)
         client.on_message = guarded(self._handle_message)
         client.on_publish = guarded(self._handle_publish)
         self._client = client
-        client.connect_async(self.address.host, self.address.port, keepalive=60)
-        client.loop_start()
+        # connect_async only records where to go; the network thread connects, so a
+        # broker that is down at boot is no failure.
+        client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive_s)
+        self._thread = threading.Thread(target=self._network_loop, name="mqtt", daemon=True)
+        self._thread.start()
+
+    def _network_loop(self) -> None:
+        """paho's own loop reconnects without jitter; thousands of units restarting in
+        lockstep after a broker restart would hammer it, so this loop backs off with jitter."""
+        client = self._client
+        while not (self._stopping and not self._socket_open):
+            try:
+                if not self._socket_open:
+                    if self._stopping:
+                        break
+                    client.reconnect()
+                    self._socket_open = True
+                rc = client.loop(timeout=0.2)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self._connect_failed(exc)
+                continue
+            except Exception:  # noqa: BLE001 - the network thread must never die
+                log.exception("MQTT network loop error")
+                rc = mqtt.MQTT_ERR_UNKNOWN
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                self._socket_open = False
+                if not self._stopping:
+                    self._wake.wait(self.backoff.next_delay())
+
+    def _connect_failed(self, exc) -> None:
+        self._socket_open = False
+        if not self._said_offline:
+            self._said_offline = True
+            log.warning("broker %s not reachable (%s): working offline, records are kept until it answers",
+                        self.address, exc)
+        self._wake.wait(self.backoff.next_delay())
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -93,17 +154,13 @@ class MqttLink:
         log.info("connected to broker %s", self.address)
         self._connected.set()
         self._said_offline = False
+        self.backoff.reset()
+        self.last_contact = time.time()
         client.publish(self._state_topic, self._online_payload(), qos=1, retain=True)
         if self._subscriptions:
             client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._on_connection_change(True)
         self.flush()
-
-    def _handle_connect_fail(self, client, userdata):
-        if not self._said_offline:
-            self._said_offline = True
-            log.warning("broker %s not reachable: working offline, records are kept until it answers",
-                        self.address)
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties):
         was_connected = self._connected.is_set()
@@ -115,6 +172,7 @@ class MqttLink:
             self._on_connection_change(False)
 
     def _handle_message(self, client, userdata, message):
+        self.last_contact = time.time()
         self._on_message(message.topic, bytes(message.payload))
 
     def _handle_publish(self, client, userdata, mid, reason_code, properties):
@@ -122,19 +180,24 @@ class MqttLink:
             seq = self._inflight.pop(mid, None)
         if seq is None:
             return
+        self.last_contact = time.time()
         if reason_code.is_failure:
-            # An ACL refusal (0x87) is no delivery: the record stays for a later try.
+            # An ACL refusal (0x87) is no delivery: the record stays for a later try,
+            # and the unit reports the fault (its ACL or its config is wrong).
             log.error("broker refused record %d: %s", seq, reason_code)
+            self.refused = f"broker refused a record: {reason_code}"
             return
+        self.refused = None
         self._outbox.remove(seq)
         log.info("record %d delivered", seq)
 
     def send_record(self, seq: int, topic: str, payload: bytes, qos: int = 1) -> None:
         """Publish an outbox row now if connected; otherwise it waits for `flush`."""
-        if not self.connected or self._client is None:
+        client = self._client
+        if not self.connected or client is None:
             return
         with self._lock:
-            info = self._client.publish(topic, payload, qos=qos)
+            info = client.publish(topic, payload, qos=qos)
             if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
                 self._inflight[info.mid] = seq
 
@@ -157,19 +220,34 @@ class MqttLink:
         if self.connected and self._client is not None:
             self._client.publish(topic, payload, qos=qos, retain=retain)
 
+    def drain(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (every record acknowledged) or timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._outbox.depth() == 0:
+                return True
+            if not self.connected:
+                return False
+            time.sleep(0.05)
+        return self._outbox.depth() == 0
+
     def stop(self, timeout: float = 3.0) -> None:
-        """Publish `offline`, give in-flight records a moment, disconnect. Safe twice."""
-        client, self._client = self._client, None
+        """Flush the outbox, publish `offline`, disconnect. Safe twice."""
+        client = self._client
         if client is None:
             return
-        self._stopping = True
+        self._client = None
         try:
             if self.connected:
+                self.drain(timeout)
                 info = client.publish(self._state_topic, self._offline_payload(), qos=1, retain=True)
                 info.wait_for_publish(timeout)
-            client.disconnect()
         except (RuntimeError, ValueError) as exc:
-            log.warning("clean disconnect failed: %s", exc)
+            log.warning("could not publish offline: %s", exc)
         finally:
-            client.loop_stop()
+            self._stopping = True
+            self._wake.set()
+            client.disconnect()
+            if self._thread is not None:
+                self._thread.join(timeout)
             self._connected.clear()

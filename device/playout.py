@@ -11,10 +11,11 @@ import threading
 import uuid
 import wave
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from audio import play_files
 from loaxa.errors import LoaxaError
+from device.journal import CountingSink
 from device.messages import iso
 
 log = logging.getLogger("loaxa.playout")
@@ -44,8 +45,10 @@ def file_label(started_at: datetime, item_id: str) -> str:
 
 
 class Playout:
-    def __init__(self, *, amp, speaker, media, clock, unit, records, zone_count: int):
-        """`unit` gives id, tz, mock; `records` has playlog(doc) and event(kind, detail, **extra)."""
+    def __init__(self, *, amp, speaker, media, clock, unit, records, zone_count: int, journal,
+                 lateness_s: float = LATENESS_LIMIT_S):
+        """`unit` gives id, tz, mock; `records` has playlog(doc) and event(kind, detail, **extra);
+        `journal` keeps the playback in progress on disk (device.journal.PlaybackJournal)."""
         self._amp = amp
         self._speaker = speaker
         self._media = media
@@ -53,6 +56,10 @@ class Playout:
         self._unit = unit
         self._records = records
         self._zone_count = zone_count
+        self._journal = journal
+        self.lateness_s = lateness_s
+        self._counting_speaker = CountingSink(
+            speaker, lambda played_s: journal.progress(played_s, clock.monotonic()))
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._seq = 0
         self._stop = threading.Event()
@@ -103,8 +110,9 @@ class Playout:
         occ, schedule = request.occurrence, request.schedule
         item = occ.item
         base = self._base_record(occ)
-        if self._clock.time() - occ.at.timestamp() > LATENESS_LIMIT_S:
-            self._finish(base, outcome="missed", reason="too late: past the 10-minute lateness limit")
+        if self._clock.time() - occ.at.timestamp() > self.lateness_s:
+            self._finish(base, outcome="missed",
+                         reason=f"too late: past the {self.lateness_s:g} s lateness limit")
             return
         try:
             files = [self._media.resolve(m, schedule.media) for m in item.play]
@@ -128,8 +136,10 @@ class Playout:
         self.current = {"item": item.id, "schedule": occ.schedule_id, "started_at": base["started_at"]}
         log.info("playing %s: %s", item.id, ", ".join(item.play))
         self._abort_current.clear()
+        self._journal.begin(dict(base, outcome="interrupted",
+                                 reason="the unit stopped during playback (crash or power cut)"))
         try:
-            played = play_files(self._speaker, file_label(started_at, item.id), files,
+            played = play_files(self._counting_speaker, file_label(started_at, item.id), files,
                                 self._abort_current, volume=item.volume, repeat=item.repeat)
         except LoaxaError as exc:
             self._amp.mute()
@@ -170,3 +180,17 @@ class Playout:
         log.info("%s %s (%s s of audio)%s", record["item"], outcome, record["played_s"],
                  f": {reason}" if reason else "")
         self._records.playlog(record)
+        self._journal.end()  # only now: a crash before this line republishes the same id
+
+    def recover_interrupted(self) -> None:
+        """Publish the playback a crash or power cut cut short, as `interrupted`."""
+        record = self._journal.recover()
+        if record is None:
+            return
+        if record.get("started_at") and record.get("played_s") is not None:
+            started = datetime.fromisoformat(record["started_at"])
+            record["ended_at"] = iso(started + timedelta(seconds=record["played_s"]))
+        log.warning("the last playback (%s) was cut short after %s s; reporting it as interrupted",
+                    record.get("item"), record.get("played_s"))
+        self._records.playlog(record)
+        self._journal.end()

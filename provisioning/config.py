@@ -77,6 +77,8 @@ class UnitConfig:
     state_dir: Path
     quiet_hours: str
     media_dir: Path
+    lateness_s: float
+    health_interval_s: float
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class BrokerConfig:
     password_file: Path | None
     ca_file: Path | None
     topic_prefix: str
+    reconnect_max_s: float
 
 
 @dataclass(frozen=True)
@@ -422,6 +425,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "state_dir": Key(_path, DERIVED),
         "quiet_hours": Key(_quiet_hours, "22:00-05:00"),
         "media_dir": Key(_path, Path("media"), path=True),
+        # Circular 39: colliding items wait at most this long, then are `missed`.
+        "lateness_s": Key(_number(0, 86400), 600.0),
+        "health_interval_s": Key(_number(10, 86400), 300.0),
     },
     "clock": {
         "trust": Key(_choice("auto", "always"), DERIVED),
@@ -432,6 +438,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "password_file": Key(_path, None, path=True),
         "ca_file": Key(_path, None, path=True),
         "topic_prefix": Key(_topic_prefix, "loaxa"),
+        # The longest wait between reconnect attempts (jittered exponential backoff).
+        "reconnect_max_s": Key(_number(1, 3600), 120.0),
     },
     "trust": {
         "keys": Key(_public_keys, {}),

@@ -4,6 +4,8 @@ Nothing here reads the clock or starts a thread: `now` is always an argument.
 The store is the only part that touches files.
 """
 
+from scheduler.command import (ACTIONS, Command, ExpiredError, PlayArgs, build_command, check_time,
+                               parse_command, play_media)
 from scheduler.document import (BUILTIN_MEDIA, DAY_NAMES, MAX_DOCUMENT_BYTES, PRIORITIES, Item, Media,
                                 Schedule, parse_schedule)
 from scheduler.envelope import Envelope, is_envelope, open_envelope, read_envelope, sign_document
@@ -16,6 +18,8 @@ from scheduler.triggers import (Occurrence, QuietHours, check_quiet_hours, in_qu
                                 occurrences, parse_quiet_hours, quiet_hours_conflicts)
 
 __all__ = [
+    "ACTIONS", "Command", "ExpiredError", "PlayArgs", "build_command", "check_time", "parse_command",
+    "play_media",
     "BUILTIN_MEDIA", "DAY_NAMES", "MAX_DOCUMENT_BYTES", "PRIORITIES",
     "Envelope", "Item", "Media", "Occurrence", "Offer", "QuietHours", "Schedule", "ScheduleStore",
     "StorageError",

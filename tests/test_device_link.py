@@ -93,3 +93,91 @@ def test_a_raising_handler_does_not_kill_the_link(tmp_path, broker):
     wait_until(lambda: b"after" in received, 10, what="message after the exception")
     link.stop()
     box.close()
+
+
+def test_backoff_grows_with_jitter_and_resets():
+    import random
+    from device.mqtt_link import Backoff
+    backoff = Backoff(1.0, 60.0, rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(12)]
+    assert all(1.0 <= d <= 60.0 for d in delays)
+    assert max(delays[8:]) > 8.0  # it grows...
+    assert len({round(d, 3) for d in delays}) == len(delays)  # ...and never in lockstep
+    other = Backoff(1.0, 60.0, rng=random.Random(8))
+    assert [other.next_delay() for _ in range(12)] != delays
+    backoff.reset()
+    assert backoff.next_delay() == 1.0  # back to the shortest wait
+
+
+def test_acl_refusal_keeps_the_record_and_reports_it(tmp_path, broker_factory):
+    import subprocess
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "unit-test-01", "s3cret"], check=True)
+    acl = tmp_path / "acl"
+    acl.write_text("user unit-test-01\ntopic write loaxa/unit/unit-test-01/state\n")
+    broker = broker_factory(f"password_file {passwd}\nacl_file {acl}\n")
+    box = Outbox(tmp_path / "o.sqlite")
+    link = MqttLink(
+        url=broker.url, client_id="unit-test-01", username="unit-test-01", password="s3cret",
+        ca_file=None, state_topic="loaxa/unit/unit-test-01/state",
+        online_payload=lambda: b"{}", will_payload=b"{}", offline_payload=lambda: b"{}",
+        subscriptions=[], on_message=lambda t, p: None, outbox=box)
+    link.start()
+    try:
+        wait_until(lambda: link.connected, 10, what="connected")
+        seq = box.add("loaxa/unit/unit-test-01/playlog", b'{"id": "x"}')
+        link.send_record(seq, "loaxa/unit/unit-test-01/playlog", b'{"id": "x"}')
+        wait_until(lambda: link.refused, 10, what="the refusal")
+        assert "refused" in link.refused
+        assert box.depth() == 1  # kept for a later try, never counted as delivered
+    finally:
+        link.stop()
+        box.close()
+
+
+def _tls_link(tmp_path, broker, ca_file):
+    box = Outbox(tmp_path / f"o-{ca_file.name}.sqlite")
+    link = MqttLink(
+        url=f"mqtts://127.0.0.1:{broker.port}", client_id="unit-test-01", username=None, password=None,
+        ca_file=ca_file, state_topic="loaxa/unit/unit-test-01/state",
+        online_payload=lambda: b'{"state":"online"}', will_payload=b"{}", offline_payload=lambda: b"{}",
+        subscriptions=[], on_message=lambda t, p: None, outbox=box, min_delay_s=0.2, max_delay_s=0.5)
+    return link, box
+
+
+def test_tls_with_ca_verification(tmp_path, broker_factory):
+    from tests.support.tls import make_ca_and_server, tls_listener_config
+    paths = make_ca_and_server(tmp_path / "tls")
+    wrong = make_ca_and_server(tmp_path / "other", cn="someone else's CA")
+    broker = broker_factory(tls_listener_config(paths))
+    link, box = _tls_link(tmp_path, broker, paths["ca"])
+    link.start()
+    try:
+        wait_until(lambda: link.connected, 10, what="TLS connection with the right CA")
+    finally:
+        link.stop()
+        box.close()
+    link, box = _tls_link(tmp_path, broker, wrong["ca"])
+    link.start()
+    try:
+        time.sleep(2.0)
+        assert not link.connected  # a broker whose certificate our CA did not sign is refused
+    finally:
+        link.stop()
+        box.close()
+
+
+def test_a_full_outbox_drops_health_then_events_before_playlogs(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", max_records=5)
+    box.add("t/playlog", b"p1", kind="playlog")
+    box.add("t/event", b"e1", kind="event")
+    box.add("t/health", b"h1", kind="health")
+    box.add("t/health", b"h2", kind="health")
+    box.add("t/playlog", b"p2", kind="playlog")
+    box.add("t/playlog", b"p3", kind="playlog")  # over: the oldest health goes
+    box.add("t/event", b"e2", kind="event")      # over: the next health goes
+    box.add("t/playlog", b"p4", kind="playlog")  # over: the oldest event goes
+    kept = [r.payload for r in box.pending()]
+    assert kept == [b"p1", b"p2", b"p3", b"e2", b"p4"]
+    assert box.dropped == {"health": 2, "event": 1}
+    assert box.depth() == 5

@@ -55,7 +55,8 @@ class OperatorKey:
 
 
 def write_unit_config(folder: Path, *, unit_id: str, groups, broker_url: str, trust: dict,
-                      warmup_s=1.0, cooldown_s=1.0, quiet_hours="", extra: str = "") -> Path:
+                      warmup_s=1.0, cooldown_s=1.0, quiet_hours="", extra: str = "",
+                      reconnect_max_s: float = 120.0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     keys = ", ".join(f'"{name}" = "{pub}"' for name, pub in trust.items())
     text = f"""
@@ -68,6 +69,7 @@ quiet_hours = "{quiet_hours}"
 
 [broker]
 url = "{broker_url}"
+reconnect_max_s = {reconnect_max_s}
 
 [trust]
 keys = {{ {keys} }}

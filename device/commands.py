@@ -1,0 +1,170 @@
+"""The unit's gate for signed commands: verify, check target and time, refuse replays.
+
+`CommandGate.admit(topic, raw, now)` returns a `scheduler.Command` the unit may carry
+out, or raises a `Rejected` whose `str()` is the reason for the `reply` and whose
+`command_id` is the command's id when one could be read (else None).
+
+Checks, in order: the topic is one of this unit's command topics; the envelope is
+signed by a trusted key; the document is a valid command that has not expired; its
+target names this unit and is the target of the topic it arrived on; its id was not
+seen before.
+
+Replays: each admitted id is remembered on disk (`seen.json` in the gate's folder,
+written atomically with fsync before `admit` returns, so a command is never carried
+out unremembered) until its `expires_at` plus RETAIN_AFTER_EXPIRY, then forgotten.
+The margin keeps ids through a small step back of the clock; a command past its
+`expires_at` is refused as expired anyway. A gate made anew on the same folder (a
+restart) refuses the same ids.
+"""
+
+import json
+import logging
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from loaxa.errors import LoaxaError, Rejected, TargetError
+from loaxa.fsio import atomic_write
+from scheduler._json import describe, strict_loads
+from scheduler.command import COMMAND_ID_PATTERN, Command, parse_command
+from scheduler.envelope import open_envelope, read_envelope
+from scheduler.store import StorageError
+from scheduler.targets import topic_target, unit_targets
+
+__all__ = ["CommandGate", "ReplayError", "peek_command_id", "reply_doc"]
+
+log = logging.getLogger("loaxa.unit.commands")
+
+SEEN_FILE = "seen.json"
+SEEN_FORMAT = 1
+RETAIN_AFTER_EXPIRY = timedelta(hours=1)
+# A trusted operator sending more unexpired commands than this is a fault, not a use:
+# forgetting ids to make room would let old commands play again, so new ones wait.
+MAX_REMEMBERED = 10_000
+
+
+class ReplayError(Rejected):
+    """A command id this unit has already seen (remembered until the command expires)."""
+
+
+def reply_doc(command_id: str | None, ok: bool, detail: str, result: dict | None = None) -> dict:
+    """SPEC's answer on `reply`: `{"command", "ok", "detail", "result"}`."""
+    return {"command": command_id, "ok": bool(ok), "detail": str(detail),
+            "result": dict(result) if result is not None else {}}
+
+
+def peek_command_id(raw) -> str | None:
+    """The `id` inside a command envelope without trusting it (for the reply of a refusal).
+
+    Only an id of the allowed shape is returned; anything unreadable gives None."""
+    try:
+        doc = strict_loads(read_envelope(raw).payload, "document")
+    except (LoaxaError, TypeError, ValueError, RecursionError):
+        return None
+    value = doc.get("id") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) and COMMAND_ID_PATTERN.fullmatch(value) else None
+
+
+class CommandGate:
+    def __init__(self, folder, *, trusted, unit_id: str, groups, prefix: str = "loaxa"):
+        self.folder = Path(folder)
+        self._path = self.folder / SEEN_FILE
+        self._trusted = trusted
+        self._unit_id = unit_id
+        self._mine = unit_targets(unit_id, groups)
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._seen = self._read_seen()  # id -> forget after (epoch seconds)
+
+    # ---- admitting ----
+    def admit(self, topic: str, raw: bytes, now: datetime) -> Command:
+        """The command to carry out, or a Rejected (with `.command_id`) saying why not."""
+        try:
+            self._check_topic(topic)
+            payload, key_name = open_envelope(raw, self._trusted)
+            command = parse_command(payload, now).signed(key_name)
+            self._check_target(command, topic)
+            with self._lock:
+                self._remember(command, now)
+            return command
+        except Rejected as exc:
+            exc.command_id = peek_command_id(raw)
+            raise
+
+    def _check_topic(self, topic: str) -> None:
+        arrived = topic_target(self._prefix, topic, "cmd")
+        if arrived is None or arrived not in self._mine:
+            raise TargetError(f"arrived on {describe(topic)}, which is not one of this unit's command topics")
+
+    def _check_target(self, command: Command, topic: str) -> None:
+        if command.target not in self._mine:
+            raise TargetError(f"target {command.target} names neither unit {self._unit_id} nor any of its groups")
+        if topic_target(self._prefix, topic, "cmd") != command.target:
+            raise TargetError(f"arrived on {topic}, which is not the command topic of its target {command.target}")
+
+    # ---- remembering ----
+    def _remember(self, command: Command, now: datetime) -> None:
+        seen = self._unexpired(now)
+        if command.id in seen:
+            raise ReplayError(f"command id {command.id} was already received (a replay); "
+                              "send a new command with a new id")
+        if len(seen) >= MAX_REMEMBERED:
+            raise StorageError(f"{len(seen)} unexpired commands are remembered already; wait for some to expire")
+        seen[command.id] = (command.expires_at + RETAIN_AFTER_EXPIRY).timestamp()
+        try:
+            self._write_seen(seen)
+        except OSError as exc:
+            raise StorageError(f"the command id could not be stored, so it is not carried out: "
+                               f"{exc.strerror or exc}") from exc
+        self._seen = seen
+
+    def _unexpired(self, now: datetime) -> dict[str, float]:
+        cutoff = now.timestamp()
+        return {cid: until for cid, until in self._seen.items() if until > cutoff}
+
+    def remembered(self, now: datetime) -> list[str]:
+        """The ids still remembered at `now` (for status and tests)."""
+        with self._lock:
+            return sorted(self._unexpired(now))
+
+    def _write_seen(self, seen: dict[str, float]) -> None:
+        data = {"format": SEEN_FORMAT, "seen": dict(sorted(seen.items()))}
+        atomic_write(self._path, json.dumps(data, indent=0).encode("utf-8"), mode=0o600)
+
+    def _read_seen(self) -> dict[str, float]:
+        try:
+            data = json.loads(self._path.read_text(encoding="utf-8"))
+            if data.get("format") != SEEN_FORMAT:
+                raise ValueError(f"unknown format {data.get('format')!r}")
+            return {str(cid): float(until) for cid, until in data["seen"].items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Atomic writes make this a damaged disk, not a torn write. Refusing every
+            # command forever would be worse than the replay window this opens.
+            log.error("%s is unreadable (%s); command ids seen before are forgotten", self._path, exc)
+            return {}
+
+    # ---- one message in, one reply out ----
+    def respond(self, topic: str, raw: bytes, now: datetime, execute) -> tuple[dict, Command | None]:
+        """Admit and carry out one command message; return (the reply document, the command).
+
+        `execute(command) -> (detail, result)` carries it out; a LoaxaError it raises
+        becomes `ok: false` with its message, any other exception `ok: false` with a
+        plain "internal error" line (logged with its traceback). The command is None
+        when it was refused before `execute`.
+        """
+        try:
+            command = self.admit(topic, raw, now)
+        except Rejected as exc:
+            log.warning("command refused on %s: %s", topic, exc)
+            return reply_doc(exc.command_id, False, str(exc)), None
+        try:
+            detail, result = execute(command)
+        except LoaxaError as exc:
+            log.warning("command %s (%s) failed: %s", command.id, command.action, exc)
+            return reply_doc(command.id, False, str(exc) or type(exc).__name__), command
+        except Exception as exc:  # noqa: BLE001 - the MQTT thread must survive any action
+            log.exception("command %s (%s) failed", command.id, command.action)
+            return reply_doc(command.id, False, f"internal error: {type(exc).__name__}: {exc}"[:300]), command
+        return reply_doc(command.id, True, detail, result), command
