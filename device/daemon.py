@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from device.amp import AmpControl
+from device.clockwatch import ClockWatch
 from device.journal import PlaybackJournal
 from device.media_cache import MediaCache
 from device.messages import Topics, event_doc, state_doc, to_json
@@ -102,6 +103,8 @@ class Unit:
         self.hw = hw
         self._started_part("hardware", hw.close)
         self.clock = hw.clock
+        self.clockwatch = ClockWatch(self.clock, self.cfg.clock.trust, on_change=self._clock_trust_changed,
+                                     on_step=self._clock_stepped)
         self.info = UnitInfo(cfg.unit.id, self.tz, hw.mock, tuple(self.groups))
         self.amp = AmpControl(power=hw.relay("amp_power", cfg.gpio.amp_power),
                               mute=hw.relay("mute", cfg.gpio.mute), clock=self.clock,
@@ -115,7 +118,8 @@ class Unit:
         self.records = Records(self.outbox, self.topics, self.clock, self.tz)
         self.media = MediaCache(self.cfg.unit.media_dir)
         self.playout = Playout(amp=self.amp, speaker=self.hw.speaker(), media=self.media,
-                               clock=self.clock, unit=self.info, records=self.records,
+                               clock=self.clock, clockwatch=self.clockwatch, unit=self.info,
+                               records=self.records, quiet_hours=self.cfg.unit.quiet_hours,
                                zone_count=len(self.cfg.gpio.zones), lateness_s=self.cfg.unit.lateness_s,
                                journal=PlaybackJournal(state_dir / "playback.journal"))
         self.playout.recover_interrupted()
@@ -126,9 +130,16 @@ class Unit:
         self.trusted = load_trusted_keys(self.cfg.trust.keys)
         self.store = ScheduleStore(self.cfg.unit.state_dir / "schedules", **self._trust_context())
         self.planner = Planner(clock=self.clock, lead_s=self.cfg.amplifier.warmup_s + SCHEDULE_LEAD_MARGIN_S,
-                               submit=self._due, schedules_in_force=self.store.in_force)
+                               submit=self._due, submit_missed=self._due_missed,
+                               schedules_in_force=self.store.in_force,
+                               fired_path=self.cfg.unit.state_dir / "fired.json",
+                               lateness_s=self.cfg.unit.lateness_s)
         self.planner.start()
         self._started_part("planner", self.planner.stop)
+        self.clockwatch.start()
+        self._started_part("clock watch", self.clockwatch.stop)
+        if not self.clockwatch.trusted:
+            self._clock_trust_changed(None, "untrusted")
         self._fetch_media_async(self.store.in_force())
         log.info("%d schedule(s) in force", len(self.store.in_force()))
 
@@ -186,6 +197,11 @@ class Unit:
             return
         self.playout.submit(occurrence, schedule)
 
+    def _due_missed(self, occurrence, reason: str) -> None:
+        schedule = self._schedule_in_force(occurrence.schedule_id, occurrence.version)
+        if schedule is not None:
+            self.playout.report_missed(occurrence, reason)
+
     def _schedule_in_force(self, schedule_id: str, version: int):
         for schedule in self.store.in_force():
             if schedule.id == schedule_id and schedule.version == version:
@@ -213,6 +229,18 @@ class Unit:
                            topic=topic, schedule=schedule.id, version=schedule.version)
         self.planner.replan()
         self._fetch_media_async([schedule])
+
+    def _clock_trust_changed(self, old: str, new: str) -> None:
+        if new == "untrusted":
+            self.records.event("clock.untrusted", "the clock is not synchronised (no NTP, GPS or RTC): "
+                               "timed normal items are missed until it is", source=new)
+        else:
+            self.records.event("clock.trusted", f"the clock is synchronised ({new})", source=new)
+            self.planner.replan()
+
+    def _clock_stepped(self, delta_s: float) -> None:
+        self.records.event("clock.step", f"the clock stepped {delta_s:+.1f} s", delta_s=round(delta_s, 3))
+        self.planner.clock_stepped()
 
     def _trust_context(self) -> dict:
         """What decides whether a signed schedule is for this unit and may be trusted."""

@@ -1,87 +1,158 @@
-"""Turns the documents in force into APScheduler jobs, one per occurrence.
+"""Turns the documents in force into due occurrences, on the unit's own clock.
 
-The signed documents on disk are the truth; jobs are derived from them at start
-and whenever a document is accepted, never pickled. The maths of *when* lives in
-scheduler.triggers (pure, `now` passed in); this module only hands the results
-to APScheduler, which wakes the player `lead_s` before each item so the
-amplifier is warm when the first sample goes out.
+The signed documents on disk are the truth; the plan is derived from them at
+start and whenever a document is accepted, never pickled. *When* is APScheduler's
+trigger API (`scheduler.ItemTrigger`, pure: `now` passed in); *waiting* is this
+module's small loop on the injectable clock, because APScheduler 3's schedulers
+read `datetime.now()` themselves and a unit must stay right through clock steps:
+
+- a step back never plays an occurrence twice: every occurrence handed over is
+  kept in a ledger on disk (`fired_path`), which a restart reads too;
+- a step forward never bursts: of several occurrences of one item that fall due
+  at once, only the latest is handed over, the others are reported missed
+  (APScheduler's `coalesce`); a late one is handed over all the same, and the
+  player plays it within the lateness limit or logs it `missed`.
 """
 
+import json
 import logging
 import threading
-from datetime import timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
-from scheduler import occurrences
+from loaxa.fsio import atomic_write
+from scheduler import ItemTrigger
 
 log = logging.getLogger("loaxa.planner")
 
-HORIZON = timedelta(hours=26)
-REPLAN_EVERY = timedelta(hours=1)
-REPLAN_JOB = "replan"
+LEDGER_KEEP = timedelta(days=2)
+MAX_WAIT_S = 1.0  # the loop looks at the clock at least this often, so a step is seen
+
+
+@dataclass
+class _Entry:
+    trigger: ItemTrigger
+    next_fire: datetime | None
 
 
 class Planner:
-    def __init__(self, *, clock, lead_s: float, submit, schedules_in_force):
-        """`submit(occurrence)` is called at `occurrence.at - lead_s`;
-        `schedules_in_force()` returns the current documents (for the hourly replan)."""
+    def __init__(self, *, clock, lead_s: float, submit, submit_missed, schedules_in_force,
+                 fired_path: Path, lateness_s: float = 600.0):
+        """`submit(occurrence)` is called `lead_s` before an occurrence (or late, after a
+        clock step or a restart); `submit_missed(occurrence, reason)` for occurrences
+        coalesced away; `schedules_in_force()` returns the current documents."""
         self._clock = clock
         self._lead = timedelta(seconds=lead_s)
+        self._lateness = timedelta(seconds=lateness_s)
         self._submit = submit
+        self._submit_missed = submit_missed
         self._schedules_in_force = schedules_in_force
-        self._fired: dict[str, object] = {}  # occurrence key -> its time, to never fire twice
-        self._lock = threading.Lock()
-        self._scheduler = BackgroundScheduler(
-            timezone=timezone.utc,
-            job_defaults={"misfire_grace_time": 300, "coalesce": True, "max_instances": 1})
+        self._fired_path = Path(fired_path)
+        self._fired: dict[str, datetime] = self._load_fired()
+        self._entries: list[_Entry] = []
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
 
-    def start(self) -> None:
-        self._scheduler.start()
-        self._scheduler.add_job(self.replan, IntervalTrigger(seconds=REPLAN_EVERY.total_seconds()),
-                                id=REPLAN_JOB, replace_existing=True)
-        self.replan()
-
+    # ---- plan ----
     def replan(self) -> None:
-        """Make the jobs match the documents in force over the next HORIZON."""
+        """Rebuild the plan from the documents in force. Occurrences up to the lateness
+        limit in the past are included: a unit that starts late still plays them."""
         now = self._clock.now()
-        wanted = {occ.key: occ for schedule in self._schedules_in_force()
-                  for occ in occurrences(schedule, now, now + HORIZON)}
+        since = now - self._lateness
+        entries = []
+        for schedule in self._schedules_in_force():
+            for item in schedule.items:
+                trigger = ItemTrigger(schedule, item, self._lead)
+                entries.append(_Entry(trigger, trigger.get_next_fire_time(None, since)))
         with self._lock:
+            self._entries = entries
             self._forget_old_fired(now)
-            for job in self._scheduler.get_jobs():
-                if job.id != REPLAN_JOB and job.id not in wanted:
-                    job.remove()
-            for key, occ in wanted.items():
-                if key not in self._fired:
-                    self._add(occ, now)
-        log.debug("planned %d occurrences", len(wanted))
+        self._wake.set()
+        log.debug("planned %d items", len(entries))
 
-    def _add(self, occ, now) -> None:
-        run_at = max(occ.at - self._lead, now)
-        self._scheduler.add_job(self._fire, DateTrigger(run_date=run_at), args=(occ,),
-                                id=occ.key, replace_existing=True)
-
-    def _fire(self, occ) -> None:
+    def tick(self) -> float:
+        """Hand over what is due now; return the seconds until the next fire time."""
+        now = self._clock.now()
         with self._lock:
-            if occ.key in self._fired:
-                return
-            self._fired[occ.key] = occ.at
-        self._submit(occ)
+            for entry in self._entries:
+                self._hand_over_due(entry, now)
+            upcoming = [e.next_fire for e in self._entries if e.next_fire is not None]
+        if not upcoming:
+            return MAX_WAIT_S
+        return max(0.0, (min(upcoming) - now).total_seconds())
 
-    def _forget_old_fired(self, now) -> None:
-        for key, at in list(self._fired.items()):
-            if at < now - HORIZON:
-                del self._fired[key]
+    def _hand_over_due(self, entry: _Entry, now: datetime) -> None:
+        due = []
+        while entry.next_fire is not None and entry.next_fire <= now:
+            due.append(entry.trigger.occurrence_for(entry.next_fire))
+            entry.next_fire = entry.trigger.get_next_fire_time(entry.next_fire, now)
+        due = [occ for occ in due if occ.key not in self._fired]
+        if not due:
+            return
+        for occ in due[:-1]:
+            self._mark_fired(occ)
+            self._submit_missed(occ, "coalesced: a later play of the same item fell due at the "
+                                     "same time (clock step or restart)")
+        self._mark_fired(due[-1])
+        self._submit(due[-1])
+
+    def _mark_fired(self, occ) -> None:
+        self._fired[occ.key] = occ.at
+        self._save_fired()
+
+    # ---- loop ----
+    def start(self) -> None:
+        self.replan()
+        self._thread = threading.Thread(target=self._run, name="planner", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self.tick()
+            except Exception:  # noqa: BLE001 - the planner must never die
+                log.exception("planner tick failed")
+                wait = MAX_WAIT_S
+            self._wake.wait(min(wait, MAX_WAIT_S))
+            self._wake.clear()
+
+    def clock_stepped(self) -> None:
+        """Look at the clock again now: a forward step may have made items due."""
+        self._wake.set()
 
     def upcoming(self, limit: int = 5) -> list:
         """The next occurrences still to be handed to the player, soonest first."""
-        jobs = [j for j in self._scheduler.get_jobs() if j.id != REPLAN_JOB]
-        occs = sorted((j.args[0] for j in jobs), key=lambda o: o.at)
-        return occs[:limit]
+        with self._lock:
+            occs = [e.trigger.occurrence_for(e.next_fire) for e in self._entries if e.next_fire]
+        return sorted(occs, key=lambda o: o.at)[:limit]
 
     def stop(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(2)
+
+    # ---- the ledger of occurrences handed over ----
+    def _forget_old_fired(self, now) -> None:
+        old = [key for key, at in self._fired.items() if at < now - LEDGER_KEEP]
+        for key in old:
+            del self._fired[key]
+        if old:
+            self._save_fired()
+
+    def _load_fired(self) -> dict:
+        try:
+            raw = json.loads(self._fired_path.read_text("utf-8"))
+            return {key: datetime.fromisoformat(at) for key, at in raw.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            log.error("fired-occurrence ledger unreadable (%s); starting a new one", exc)
+            return {}
+
+    def _save_fired(self) -> None:
+        data = {key: at.isoformat() for key, at in self._fired.items()}
+        atomic_write(self._fired_path, json.dumps(data).encode("utf-8"))

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from audio import play_files
 from loaxa.errors import LoaxaError
+from scheduler import in_quiet_hours, parse_quiet_hours
 from device.journal import CountingSink
 from device.messages import iso
 
@@ -45,8 +46,8 @@ def file_label(started_at: datetime, item_id: str) -> str:
 
 
 class Playout:
-    def __init__(self, *, amp, speaker, media, clock, unit, records, zone_count: int, journal,
-                 lateness_s: float = LATENESS_LIMIT_S):
+    def __init__(self, *, amp, speaker, media, clock, clockwatch, unit, records, zone_count: int,
+                 journal, lateness_s: float = LATENESS_LIMIT_S, quiet_hours: str = ""):
         """`unit` gives id, tz, mock; `records` has playlog(doc) and event(kind, detail, **extra);
         `journal` keeps the playback in progress on disk (device.journal.PlaybackJournal)."""
         self._amp = amp
@@ -57,6 +58,8 @@ class Playout:
         self._records = records
         self._zone_count = zone_count
         self._journal = journal
+        self._clockwatch = clockwatch
+        self._quiet = parse_quiet_hours(quiet_hours)
         self.lateness_s = lateness_s
         self._counting_speaker = CountingSink(
             speaker, lambda played_s: journal.progress(played_s, clock.monotonic()))
@@ -110,9 +113,9 @@ class Playout:
         occ, schedule = request.occurrence, request.schedule
         item = occ.item
         base = self._base_record(occ)
-        if self._clock.time() - occ.at.timestamp() > self.lateness_s:
-            self._finish(base, outcome="missed",
-                         reason=f"too late: past the {self.lateness_s:g} s lateness limit")
+        refusal = self._why_not_now(occ)
+        if refusal:
+            self._finish(base, outcome="missed", reason=refusal)
             return
         try:
             files = [self._media.resolve(m, schedule.media) for m in item.play]
@@ -122,6 +125,21 @@ class Playout:
             return
         base["expected_s"] = round(sum(wav_seconds(f) for f in files) * item.repeat, 3)
         self._play(occ, base, files)
+
+    def report_missed(self, occ, reason: str) -> None:
+        self._finish(self._base_record(occ), outcome="missed", reason=reason)
+
+    def _why_not_now(self, occ) -> str | None:
+        """The reason an item may not sound now, or None."""
+        item = occ.item
+        if item.priority != "emergency" and not self._clockwatch.trusted:
+            return "clock untrusted: a timed item is never played at a possibly wrong hour"
+        if self._clock.time() - occ.at.timestamp() > self.lateness_s:
+            return f"too late: past the {self.lateness_s:g} s lateness limit"
+        local = self._clock.now().astimezone(self._unit.tz)
+        if item.priority != "emergency" and self._quiet and in_quiet_hours(local.time(), self._quiet):
+            return "quiet hours: only emergency items sound now"
+        return None
 
     def _play(self, occ, base: dict, files) -> None:
         item = occ.item
@@ -168,7 +186,7 @@ class Playout:
             "scheduled_at": iso(occ.at), "started_at": None, "ended_at": None,
             "expected_s": None, "played_s": 0.0, "outcome": None, "reason": None,
             "volume": item.volume, "zones": list(item.zones or range(1, self._zone_count + 1)),
-            "position": None, "clock": self._clock.source(), "mock": self._unit.mock,
+            "position": None, "clock": self._clockwatch.source(), "mock": self._unit.mock,
         }
 
     def _finish(self, record: dict, *, outcome: str, reason, played_s: float | None = None) -> None:

@@ -14,8 +14,9 @@ from scheduler.keys import (generate_key, is_valid_key_name, load_private_key, l
 from scheduler.store import Offer, ScheduleStore, StorageError
 from scheduler.targets import (check_targets, command_topics, expand_groups, parse_target, schedule_topics,
                                target_topic, topic_target, unit_targets)
-from scheduler.triggers import (Occurrence, QuietHours, check_quiet_hours, in_quiet_hours, next_occurrence,
-                                occurrences, parse_quiet_hours, quiet_hours_conflicts)
+from scheduler.triggers import (ItemTrigger, Occurrence, QuietHours, check_quiet_hours, in_quiet_hours,
+                                next_of_item, next_occurrence, occurrences, parse_quiet_hours,
+                                quiet_hours_conflicts)
 
 __all__ = [
     "ACTIONS", "Command", "ExpiredError", "PlayArgs", "build_command", "check_time", "parse_command",
@@ -24,7 +25,7 @@ __all__ = [
     "Envelope", "Item", "Media", "Occurrence", "Offer", "QuietHours", "Schedule", "ScheduleStore",
     "StorageError",
     "check_quiet_hours", "check_targets", "command_topics", "expand_groups", "generate_key",
-    "in_quiet_hours", "is_envelope", "is_valid_key_name", "load_private_key", "load_trusted_keys",
+    "ItemTrigger", "in_quiet_hours", "is_envelope", "next_of_item", "is_valid_key_name", "load_private_key", "load_trusted_keys",
     "next_occurrence", "occurrences", "open_envelope", "parse_public_key", "parse_quiet_hours",
     "parse_schedule", "parse_target", "public_key_b64", "quiet_hours_conflicts", "read_envelope",
     "schedule_topics", "sign_document", "target_topic", "topic_target", "unit_targets", "write_keypair",

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
+from apscheduler.triggers.base import BaseTrigger
+
 from loaxa.errors import ConfigError, QuietHoursError
 
-__all__ = ["Occurrence", "QuietHours", "check_quiet_hours", "in_quiet_hours", "next_occurrence",
+__all__ = ["ItemTrigger", "Occurrence", "QuietHours", "check_quiet_hours", "in_quiet_hours",
+           "next_of_item", "next_occurrence",
            "occurrences", "parse_quiet_hours", "quiet_hours_conflicts"]
 
 ONE_DAY = timedelta(days=1)
@@ -127,6 +130,39 @@ def _next_of_item(schedule, item, after: datetime) -> Occurrence | None:
         if at > after:
             return Occurrence(schedule.id, schedule.version, item, at)
     return None
+
+
+def next_of_item(schedule, item, after: datetime) -> Occurrence | None:
+    """The first play of one item strictly after `after`, or None."""
+    _require_aware(after)
+    return _next_of_item(schedule, item, after)
+
+
+class ItemTrigger(BaseTrigger):
+    """APScheduler's trigger API over one item of one schedule: fires `lead` before each play.
+
+    Pure like every APScheduler trigger: `now` comes in as an argument, so the unit's
+    planner runs it on its own injectable clock and tests never sleep.
+    """
+
+    def __init__(self, schedule, item, lead: timedelta = timedelta(0)):
+        self.schedule = schedule
+        self.item = item
+        self.lead = lead
+
+    def occurrence_for(self, fire_time: datetime) -> Occurrence:
+        return Occurrence(self.schedule.id, self.schedule.version, self.item, fire_time + self.lead)
+
+    def get_next_fire_time(self, previous_fire_time, now):
+        if previous_fire_time is not None:
+            after = previous_fire_time + self.lead
+        else:
+            after = now + self.lead - timedelta(microseconds=1)
+        occ = _next_of_item(self.schedule, self.item, after)
+        return None if occ is None else occ.at - self.lead
+
+    def __str__(self) -> str:
+        return f"item {self.item.id} of {self.schedule.id} v{self.schedule.version}"
 
 
 def next_occurrence(schedules, after: datetime) -> Occurrence | None:
