@@ -41,6 +41,7 @@ RETAIN_AFTER_EXPIRY = timedelta(hours=1)
 # A trusted operator sending more unexpired commands than this is a fault, not a use:
 # forgetting ids to make room would let old commands play again, so new ones wait.
 MAX_REMEMBERED = 10_000
+MAX_DETAIL = 500
 
 
 class ReplayError(Rejected):
@@ -49,8 +50,14 @@ class ReplayError(Rejected):
 
 def reply_doc(command_id: str | None, ok: bool, detail: str, result: dict | None = None) -> dict:
     """SPEC's answer on `reply`: `{"command", "ok", "detail", "result"}`."""
-    return {"command": command_id, "ok": bool(ok), "detail": str(detail),
+    return {"command": command_id, "ok": bool(ok), "detail": _utf8_safe(str(detail))[:MAX_DETAIL],
             "result": dict(result) if result is not None else {}}
+
+
+def _utf8_safe(text: str) -> str:
+    # A refusal may quote a hostile string (an envelope's key name, say) holding a lone
+    # surrogate; the reply must still encode as UTF-8.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def peek_command_id(raw) -> str | None:

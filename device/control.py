@@ -176,6 +176,7 @@ class ControlServer:
                         return
                     if len(line) > MAX_LINE_BYTES:
                         _send_quietly(conn, _error(f"request longer than {MAX_LINE_BYTES} bytes"))
+                        _drain(conn, reader)
                         return
                     if line.strip():
                         conn.sendall(_encode(self.answer(line)))
@@ -240,6 +241,15 @@ def _send_quietly(sock: socket.socket, doc: dict) -> None:
         sock.sendall(_encode(doc))
     except OSError:
         pass
+
+
+def _drain(conn: socket.socket, reader) -> None:
+    """Read what the client still sends (up to a limit) before closing, so the answer
+    already sent is not lost to a connection reset."""
+    conn.shutdown(socket.SHUT_WR)
+    left = MAX_RESPONSE_BYTES
+    while left > 0 and (chunk := reader.read1(65536)):
+        left -= len(chunk)
 
 
 def _remove_quietly(path: Path) -> None:

@@ -1,121 +1,477 @@
-"""Media cache: fetched files stored by sha256, prepared (decoded) copies beside them.
+"""Media cache: originals stored by sha256, prepared WAVs beside them, downloads that resume.
 
 A bulletin is fetched once, verified against the sha256 the signed schedule
-names, and prepared for air long before its time; at air time the player only
-reads a WAV from disk.
+names, and prepared for air (decoded, loudness-normalised: `audio.prepare`) long
+before its time; at air time the player only reads a WAV from disk.
+
+Layout of the cache folder (`unit.media_dir`; docs/audio.md):
+- `sha256/<hex>`: verified originals, named by their content;
+- `partial/<hex>.part`: downloads in progress, resumed with an HTTP Range request
+  after a dropped connection (locked with flock while one process appends);
+- `prepared/<hex>.<tag>.wav`: ready for air; the tag names the loudness target,
+  the true-peak ceiling, the output format and the version of the chain, so a
+  change of `audio.lufs` prepares again instead of playing a stale copy;
+- `builtin/`: `chime` and `test-tone`.
+
+Errors are MediaError with one plain line. `TransientMediaError` marks what may
+work on a later attempt (network, server errors, disk full, another process
+downloading); anything else will not get better by retrying soon. The media
+sync worker (`device/media_sync.py`) drives this cache ahead of time; `resolve`
+is what the player calls, and does the work itself only for media the worker
+has not finished.
 """
 
+import fcntl
 import hashlib
+import http.client
 import logging
 import os
 import shutil
-import tempfile
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from audio import BUILTIN, builtin_wav, decode_to_wav
+from audio import BUILTIN, CEILING_DBTP, DEFAULT_LUFS, OUTPUT_FORMAT, PREPARE_VERSION, builtin_wav
 from loaxa.errors import MediaError
 from loaxa.fsio import fsync_dir
 
 log = logging.getLogger("loaxa.media")
 
-MAX_MEDIA_BYTES = 200 * 1024 * 1024
+MB = 1024 * 1024
+MAX_MEDIA_BYTES = 200 * MB
 MAX_MEDIA_SECONDS = 3 * 3600
+MIN_FREE_BYTES = 64 * MB  # never fill the SD card: logs, the outbox and the OS need room
 CHUNK = 64 * 1024
+USER_AGENT = "loaxa-media/1"
+
+
+class TransientMediaError(MediaError):
+    """A failure that may pass: network down, server error, disk full, file busy."""
+
+
+class FetchInterrupted(TransientMediaError):
+    """The download was interrupted on purpose (shutdown, or more urgent media first);
+    what arrived is kept and the next attempt resumes from there."""
 
 
 class MediaCache:
-    def __init__(self, folder: Path, *, timeout_s: float = 30.0):
+    def __init__(self, folder: Path, *, lufs: float = DEFAULT_LUFS,
+                 max_bytes: int = MAX_MEDIA_BYTES, max_seconds: float = MAX_MEDIA_SECONDS,
+                 timeout_s: float = 30.0, min_free_bytes: int = MIN_FREE_BYTES):
         self.folder = Path(folder)
         self.originals = self.folder / "sha256"
+        self.partials = self.folder / "partial"
         self.prepared = self.folder / "prepared"
         self.builtins = self.folder / "builtin"
-        for sub in (self.originals, self.prepared, self.builtins):
+        for sub in (self.originals, self.partials, self.prepared, self.builtins):
             sub.mkdir(parents=True, exist_ok=True)
-        self.timeout_s = timeout_s
-        # One lock per hash: two schedules naming one file fetch it once.
+        self.lufs, self.max_bytes, self.max_seconds = lufs, max_bytes, max_seconds
+        self.timeout_s, self.min_free_bytes = timeout_s, min_free_bytes
+        # One lock per hash: two schedules (or the sync and the player) naming one
+        # file fetch and prepare it once; the second waits for the first.
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._undecodable: dict[str, str] = {}  # sha256 -> why it will never play
+
+    # ---- names ----
+    def tag(self) -> str:
+        fmt = OUTPUT_FORMAT
+        return (f"lufs{self.lufs:+.1f}_tp{CEILING_DBTP:+.1f}_{fmt.rate}-{fmt.channels}ch"
+                f"-s{fmt.width * 8}_v{PREPARE_VERSION}")
+
+    def original_path(self, sha256: str) -> Path:
+        return self.originals / sha256
+
+    def partial_path(self, sha256: str) -> Path:
+        return self.partials / f"{sha256}.part"
+
+    def prepared_path(self, sha256: str) -> Path:
+        return self.prepared / f"{sha256}.{self.tag()}.wav"
+
+    def has(self, sha256: str) -> bool:
+        """True when the prepared WAV for the current settings is on disk."""
+        return self.prepared_path(sha256).exists()
+
+    def has_original(self, sha256: str) -> bool:
+        return self.original_path(sha256).exists()
+
+    def failure(self, sha256: str) -> str | None:
+        """Why verified media can never play (it does not decode), or None."""
+        return self._undecodable.get(sha256)
+
+    def partial_bytes(self, sha256: str) -> int:
+        try:
+            return self.partial_path(sha256).stat().st_size
+        except OSError:
+            return 0
+
+    def builtin(self, name: str) -> Path:
+        return builtin_wav(name, self.builtins)
 
     def _lock_for(self, key: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def original_path(self, sha256: str) -> Path:
-        return self.originals / sha256
-
-    def prepared_path(self, sha256: str) -> Path:
-        return self.prepared / f"{sha256}.wav"
-
-    def has(self, sha256: str) -> bool:
-        return self.prepared_path(sha256).exists()
-
-    def builtin(self, name: str) -> Path:
-        return builtin_wav(name, self.builtins)
-
+    # ---- what the player calls ----
     def resolve(self, media_id: str, media: dict) -> Path:
-        """The prepared WAV for a media id of a schedule, fetching it if needed."""
+        """The prepared WAV for a media id of a schedule, fetching it if still needed."""
         if media_id in BUILTIN and media_id not in media:
             return self.builtin(media_id)
+        if media_id not in media:
+            raise MediaError(f"{media_id}: no such media in the schedule")
         entry = media[media_id]
-        return self.ensure(entry.url, entry.sha256, entry.size)
+        path = self.ensure(entry.url, entry.sha256, entry.size)
+        _touch(path)  # last use, for eviction
+        return path
 
-    def ensure(self, url: str, sha256: str, size: int | None = None) -> Path:
+    def ensure(self, url: str, sha256: str, size: int | None = None, *, progress=None,
+               cancel=None) -> Path:
         """Fetch, verify and prepare one file; return the prepared WAV. Raises MediaError."""
-        with self._lock_for(sha256):
-            prepared = self.prepared_path(sha256)
-            if prepared.exists():
-                return prepared
-            original = self.original_path(sha256)
-            if not original.exists():
-                self._download(url, sha256, size)
-            try:
-                decode_to_wav(original, prepared, max_seconds=MAX_MEDIA_SECONDS)
-            except MediaError:
-                # A file that verifies but does not decode will never decode: drop it so a
-                # corrected upload under a new hash is the only way forward.
-                original.unlink(missing_ok=True)
-                raise
+        prepared = self.prepared_path(sha256)
+        if prepared.exists():
             return prepared
+        if not self.has_original(sha256):
+            self.fetch(url, sha256, size, progress=progress, cancel=cancel)
+        return self.prepare(sha256)
 
     def seed(self, path: Path, sha256: str) -> None:
         """Put a local file (the demo bulletin) into the cache as if fetched."""
         target = self.original_path(sha256)
         if not target.exists():
-            shutil.copyfile(path, target)
+            tmp = target.with_name(f".{sha256}.seed")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
 
-    def _download(self, url: str, sha256: str, size: int | None) -> None:
-        limit = min(size, MAX_MEDIA_BYTES) if size else MAX_MEDIA_BYTES
-        fd, tmp = tempfile.mkstemp(dir=self.originals, prefix=".dl-")
+    # ---- preparing ----
+    def prepare(self, sha256: str, *, cancel=None) -> Path:
+        """Prepare the verified original for air (`audio.prepare`); return the WAV."""
+        from audio import PrepareCancelled, prepare  # numpy: only once something is prepared
+
+        with self._lock_for(sha256):
+            prepared = self.prepared_path(sha256)
+            if prepared.exists():
+                return prepared
+            if sha256 in self._undecodable:
+                raise MediaError(self._undecodable[sha256])
+            original = self.original_path(sha256)
+            if not original.exists():
+                raise MediaError(f"{sha256[:12]}: not downloaded yet")
+            self._check_space(original.stat().st_size, "prepare")
+            try:
+                result = prepare(original, prepared, lufs=self.lufs, ceiling_dbtp=CEILING_DBTP,
+                                 max_seconds=self.max_seconds, cancel=cancel)
+            except PrepareCancelled:
+                raise
+            except MediaError as exc:
+                if _disk_full(exc):
+                    raise TransientMediaError(str(exc)) from exc
+                # Verified content that does not decode never will: drop it, remember why.
+                self._undecodable[sha256] = f"{sha256[:12]}: {_without_name(str(exc), original)}"
+                original.unlink(missing_ok=True)
+                raise MediaError(self._undecodable[sha256]) from exc
+            log.info("media %s prepared: %s", sha256[:12], result.summary())
+            return prepared
+
+    # ---- fetching ----
+    def fetch(self, url: str, sha256: str, size: int | None = None, *, progress=None,
+              cancel=None) -> Path:
+        """Download `url` into the cache as `sha256`, resuming a partial download.
+
+        `progress(done, total)` is called as bytes arrive (total None when unknown);
+        `cancel.is_set()` stops between chunks with FetchInterrupted, keeping what
+        arrived. Raises MediaError for a wrong URL, a file over the limits, an HTTP
+        4xx answer or a sha256 mismatch, TransientMediaError for what may pass.
+        """
+        _check_url(url)
+        limit = self._limit(url, size)
+        with self._lock_for(sha256):
+            original = self.original_path(sha256)
+            if original.exists():
+                return original
+            with _Partial(self.partial_path(sha256)) as part:
+                self._check_space((size or limit) - part.size, "download")
+                _Download(self, url, sha256, size, limit, part, progress, cancel).run()
+                part.commit(original)
+        log.info("media %s downloaded from %s", sha256[:12], url)
+        return original
+
+    def _limit(self, url: str, size: int | None) -> int:
+        if size is not None and size > self.max_bytes:
+            raise MediaError(f"{url}: declared size {size} bytes is over the limit of "
+                             f"{self.max_bytes // MB} MB")
+        if size == 0:
+            raise MediaError(f"{url}: the schedule declares an empty file")
+        return size if size else self.max_bytes
+
+    def _check_space(self, needed: int, what: str) -> None:
         try:
-            with os.fdopen(fd, "wb") as out:
-                digest = self._copy_verified(url, out, limit)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest != sha256:
-                raise MediaError(f"{url}: sha256 mismatch (got {digest[:12]}…, expected {sha256[:12]}…)")
-            os.replace(tmp, self.original_path(sha256))
-            fsync_dir(self.originals)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            free = shutil.disk_usage(self.folder).free
+        except OSError:
+            return
+        if free - max(0, needed) < self.min_free_bytes:
+            raise TransientMediaError(f"not enough disk space to {what}: {free // MB} MB free, "
+                                      f"{max(0, needed) // MB} MB needed plus a reserve of "
+                                      f"{self.min_free_bytes // MB} MB")
 
-    def _copy_verified(self, url: str, out, limit: int) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise MediaError(f"{url}: only http and https media URLs are fetched")
-        hasher = hashlib.sha256()
+    # ---- disk budget ----
+    def usage(self) -> dict:
+        """Bytes on disk: {"originals", "prepared", "partial", "total"}."""
+        sizes = {"originals": 0, "prepared": 0, "partial": 0}
+        for kind, _, path in self._files():
+            sizes[kind] += _size(path)
+        sizes["total"] = sum(sizes.values())
+        return sizes
+
+    def evict(self, keep, budget_bytes: int) -> list[str]:
+        """Delete media not in `keep` (sha256s), least recently used first, until the
+        cache fits `budget_bytes`; prepared files made with other settings go first.
+        Returns the sha256s whose files were removed. Media in `keep` are never touched."""
+        keep, tag = set(keep), self.tag()
+        groups: dict[str, list[Path]] = {}
         total = 0
+        for kind, sha, path in self._files():
+            total += _size(path)
+            stale = kind == "prepared" and not path.name.endswith(f".{tag}.wav")
+            if sha not in keep:
+                groups.setdefault(sha, []).append(path)
+            elif stale:
+                groups.setdefault(f"stale:{path.name}", []).append(path)
+        removed = []
+        for key in sorted(groups, key=lambda k: (not k.startswith("stale:"), _last_use(groups[k]))):
+            if total <= budget_bytes:
+                break
+            for path in groups[key]:
+                total -= _size(path)
+                path.unlink(missing_ok=True)
+            if not key.startswith("stale:"):
+                removed.append(key)
+                log.info("media %s evicted (no schedule needs it; cache over its budget)", key[:12])
+        return removed
+
+    def _files(self):
+        """(kind, sha256, path) for every file in the cache but the built-ins."""
+        for kind, folder in (("originals", self.originals), ("prepared", self.prepared),
+                             ("partial", self.partials)):
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.is_file() and not entry.name.startswith("."):
+                    yield kind, entry.name.split(".", 1)[0], Path(entry.path)
+
+
+class _Partial:
+    """The partial download file, opened for appending and flock'ed for the duration."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = None
+
+    def __enter__(self):
+        self.file = open(self.path, "ab+")
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
-                while chunk := response.read(CHUNK):
-                    total += len(chunk)
-                    if total > limit:
-                        raise MediaError(f"{url}: larger than the {limit} bytes allowed")
-                    hasher.update(chunk)
-                    out.write(chunk)
-        except MediaError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise MediaError(f"{url}: download failed: {exc}") from exc
-        return hasher.hexdigest()
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            raise TransientMediaError(f"{self.path.name}: being downloaded by another loaxa "
+                                      "process") from None
+        return self
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self.file.fileno()).st_size
+
+    def restart(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+
+    def hash_so_far(self):
+        hasher = hashlib.sha256()
+        self.file.seek(0)
+        while chunk := self.file.read(CHUNK):
+            hasher.update(chunk)
+        return hasher
+
+    def commit(self, target: Path) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        os.replace(self.path, target)
+        fsync_dir(target.parent)
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self.file.flush()
+        except OSError:
+            pass
+        self.file.close()  # closing releases the flock
+
+
+class _Download:
+    """One attempt at one file: continue from what the partial file holds."""
+
+    def __init__(self, cache: MediaCache, url, sha256, size, limit, part: _Partial, progress, cancel):
+        self.cache, self.url, self.sha256 = cache, url, sha256
+        self.size, self.limit, self.part = size, limit, part
+        self.progress, self.cancel = progress or (lambda done, total: None), cancel
+
+    def run(self) -> None:
+        if self.size is not None and self.part.size > self.size:
+            self.part.restart()  # more than the whole file: not a prefix of it
+        hasher = self.part.hash_so_far()
+        have = self.part.size
+        if self.size is not None and have == self.size:
+            return self._verify(hasher)
+        try:
+            response = self._open(have)
+        except _RangeRefused:
+            self.part.restart()
+            hasher, have = hashlib.sha256(), 0
+            response = self._open(0)
+        with response:
+            have, hasher = self._start(response, have, hasher)
+            self._copy(response, have, hasher)
+        self._verify(hasher)
+
+    def _open(self, have: int):
+        headers = {"User-Agent": USER_AGENT}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        request = urllib.request.Request(self.url, headers=headers)
+        try:
+            return urllib.request.urlopen(request, timeout=self.cache.timeout_s)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code == 416 and have:
+                raise _RangeRefused() from None
+            raise _http_error(self.url, exc.code, exc.reason) from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise TransientMediaError(f"{self.url}: cannot connect: {_plain(exc)}") from exc
+
+    def _start(self, response, have: int, hasher):
+        """Check the answer fits what we asked for; returns (bytes kept, hasher)."""
+        if response.status == 206:
+            start, total = _content_range(response.headers.get("Content-Range", ""))
+            if start != have:
+                raise TransientMediaError(f"{self.url}: server resumed at byte {start}, not {have}")
+        else:  # 200: the whole file (a server that ignores Range); start again
+            if have:
+                self.part.restart()
+                hasher, have = hashlib.sha256(), 0
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+        self._check_total(total)
+        self.total = total or self.size
+        return have, hasher
+
+    def _check_total(self, total: int | None) -> None:
+        if total is None:
+            return
+        if self.size is not None and total != self.size:
+            raise MediaError(f"{self.url}: server has {total} bytes, the schedule declares {self.size}")
+        if total > self.cache.max_bytes:
+            raise MediaError(f"{self.url}: {total} bytes is over the limit of "
+                             f"{self.cache.max_bytes // MB} MB")
+
+    def _copy(self, response, have: int, hasher) -> None:
+        done = have
+        self.progress(done, self.total)
+        while True:
+            if self.cancel is not None and self.cancel.is_set():
+                raise FetchInterrupted(f"{self.url}: download paused at {done} bytes")
+            try:
+                chunk = response.read(CHUNK)
+            except (OSError, ValueError, http.client.HTTPException) as exc:  # dropped, reset, timed out
+                raise TransientMediaError(f"{self.url}: connection lost after {done} of "
+                                          f"{self._total_text()} bytes: {_plain(exc)}") from exc
+            if not chunk:
+                break
+            done += len(chunk)
+            if done > self.limit:
+                self.part.restart()
+                raise MediaError(f"{self.url}: larger than the {self.limit} bytes allowed")
+            hasher.update(chunk)
+            self.part.file.write(chunk)
+            self.progress(done, self.total)
+        if self.size is not None and done < self.size:
+            raise TransientMediaError(f"{self.url}: connection lost after {done} of {self.size} bytes")
+
+    def _total_text(self) -> str:
+        return str(self.total) if self.total else "?"
+
+    def _verify(self, hasher) -> None:
+        digest = hasher.hexdigest()
+        if digest != self.sha256:
+            self.part.restart()
+            raise MediaError(f"{self.url}: sha256 mismatch (got {digest[:12]}…, the schedule "
+                             f"says {self.sha256[:12]}…)")
+
+
+class _RangeRefused(Exception):
+    """416: the server will not resume from where we are."""
+
+
+def _check_url(url: str) -> None:
+    scheme = urlsplit(url).scheme if isinstance(url, str) else ""
+    if scheme not in ("http", "https"):
+        raise MediaError(f"{url}: only http and https media URLs are fetched")
+
+
+def _content_range(value: str) -> tuple[int, int | None]:
+    """`bytes START-END/TOTAL` -> (START, TOTAL or None)."""
+    try:
+        unit, _, spec = value.partition(" ")
+        span, _, total = spec.partition("/")
+        start = int(span.split("-", 1)[0])
+        return start, (int(total) if total.isdigit() else None)
+    except ValueError:
+        return -1, None
+
+
+def _http_error(url: str, code: int, reason) -> MediaError:
+    text = f"{url}: the server answered HTTP {code} {reason}".rstrip()
+    # 408 timeout, 425/429 slow down, 5xx the server's own trouble: worth another try.
+    if code >= 500 or code in (408, 425, 429):
+        return TransientMediaError(text)
+    return MediaError(text)
+
+
+def _plain(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    text = str(reason if reason is not None else exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _disk_full(exc: Exception) -> bool:
+    return "No space left" in str(exc)
+
+
+def _without_name(message: str, path: Path) -> str:
+    """An audio error names the cache file (`<sha>`): the sha prefix already says which."""
+    return message.removeprefix(f"{path.name}: ")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _last_use(paths) -> float:
+    times = []
+    for path in paths:
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=0.0)
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass

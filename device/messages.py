@@ -12,7 +12,13 @@ def iso(dt: datetime) -> str:
 
 
 def to_json(doc: dict) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (quoted from hostile input into a reason) has no UTF-8 form;
+        # JSON's \u escapes carry it, so the event is still published.
+        return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 class Topics:

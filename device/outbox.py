@@ -83,6 +83,22 @@ class Outbox:
         with self._lock:
             self._count -= self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
 
+    def remove_many(self, seqs) -> None:
+        """One transaction (one fsync) for many acknowledged rows."""
+        seqs = list(seqs)
+        if not seqs:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                gone = sum(self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
+                           for seq in seqs)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._count -= gone
+
     def depth(self) -> int:
         with self._lock:
             return self._count

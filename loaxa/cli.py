@@ -15,12 +15,19 @@ from types import ModuleType
 
 from loaxa import __version__
 from loaxa.errors import ConfigError, LoaxaError
+from loaxa.i18n import translate_message, translate_problem
 
 COMMAND_MODULES = [
     "loaxa.commands.run",
     "loaxa.commands.keys",
     "loaxa.commands.schedule",
     "loaxa.commands.config",
+    "loaxa.commands.media",
+    "loaxa.commands.fleet",
+    "loaxa.commands.command",
+    "loaxa.commands.status",
+    "loaxa.commands.provision",
+    "loaxa.commands.selftest",
 ]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -62,6 +69,9 @@ def build_parser(modules=COMMAND_MODULES) -> argparse.ArgumentParser:
 
 def setup_logging(verbose: bool = False, stream=None) -> None:
     """Plain lines on stdout (the journal on a unit); debug level with -v."""
+    for out in (sys.stdout, sys.stderr):
+        if hasattr(out, "reconfigure"):
+            out.reconfigure(errors="backslashreplace")  # no log line is ever lost to its bytes
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT,
                         stream=stream or sys.stdout, force=True)
     for name in CHATTY_LOGGERS:
@@ -69,10 +79,16 @@ def setup_logging(verbose: bool = False, stream=None) -> None:
 
 
 def format_error(exc: LoaxaError) -> str:
-    """`loaxa: error: <message>`; a config with several problems gets one line each."""
-    if isinstance(exc, ConfigError) and len(exc.errors) > 1:
-        return "\n".join([f"loaxa: error: {exc.source}:"] + [f"  {error}" for error in exc.errors])
-    return f"loaxa: error: {str(exc) or type(exc).__name__}"
+    """`loaxa: error: <message>`; a config with several problems gets one line each.
+
+    The message is in the technician's language where loaxa.i18n knows it.
+    """
+    if isinstance(exc, ConfigError) and exc.errors:
+        errors = [translate_problem(error) for error in exc.errors]
+        if len(errors) == 1:
+            return f"loaxa: error: {exc.source}: {errors[0]}"
+        return "\n".join([f"loaxa: error: {exc.source}:"] + [f"  {error}" for error in errors])
+    return f"loaxa: error: {translate_message(str(exc)) or type(exc).__name__}"
 
 
 def main(argv=None, *, modules=None) -> int:

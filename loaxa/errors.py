@@ -5,8 +5,20 @@ line fit for the command line, an `event` detail or a `reply`.
 """
 
 
+def printable(text: str) -> str:
+    """Text that encodes as UTF-8: a lone surrogate quoted from hostile input becomes `\\udXXX`."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class LoaxaError(Exception):
-    """Root of every error loaxa raises on purpose."""
+    """Root of every error loaxa raises on purpose.
+
+    Its message goes into events, replies, logs and the terminal, so it is made
+    printable here, once, whatever hostile input it quotes.
+    """
+
+    def __init__(self, *args):
+        super().__init__(*(printable(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(LoaxaError, ValueError):
@@ -16,6 +28,7 @@ class ConfigError(LoaxaError, ValueError):
         self.errors = list(errors) if not isinstance(errors, str) else [errors]
         self.source = source
         super().__init__(f"{source}: " + "; ".join(self.errors))
+        self.errors = [printable(e) for e in self.errors]
 
 
 class Rejected(LoaxaError):

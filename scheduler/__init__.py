@@ -5,7 +5,7 @@ The store is the only part that touches files.
 """
 
 from scheduler.command import (ACTIONS, Command, ExpiredError, PlayArgs, build_command, check_time,
-                               parse_command, play_media)
+                               command_play, parse_command, play_media)
 from scheduler.document import (BUILTIN_MEDIA, DAY_NAMES, MAX_DOCUMENT_BYTES, PRIORITIES, Item, Media,
                                 Schedule, parse_schedule)
 from scheduler.envelope import Envelope, is_envelope, open_envelope, read_envelope, sign_document
@@ -19,8 +19,8 @@ from scheduler.triggers import (ItemTrigger, Occurrence, QuietHours, check_quiet
                                 quiet_hours_conflicts)
 
 __all__ = [
-    "ACTIONS", "Command", "ExpiredError", "PlayArgs", "build_command", "check_time", "parse_command",
-    "play_media",
+    "ACTIONS", "Command", "ExpiredError", "PlayArgs", "build_command", "check_time", "command_play",
+    "parse_command", "play_media",
     "BUILTIN_MEDIA", "DAY_NAMES", "MAX_DOCUMENT_BYTES", "PRIORITIES",
     "Envelope", "Item", "Media", "Occurrence", "Offer", "QuietHours", "Schedule", "ScheduleStore",
     "StorageError",

@@ -25,6 +25,7 @@ Choices beyond SPEC (see docs/design.md):
   (`play_media`), because only the unit knows its schedules.
 """
 
+import hashlib
 import json
 import math
 import re
@@ -34,13 +35,15 @@ from datetime import datetime, timedelta
 
 from loaxa.errors import DocumentError, Rejected
 from scheduler._json import describe
-from scheduler.document import (BUILTIN_MEDIA, ISSUED_AT_PATTERN, MAX_STREAM_SECONDS, PRIORITIES, SHA256_PATTERN,
-                                _aware_datetime, _check_fields, _fail, _http_url, _identifier, _integer, _join,
-                                _list, _load, _number, _object, _priority, _string, _zones)
+from scheduler.document import (BUILTIN_MEDIA, ID_PATTERN, ISSUED_AT_PATTERN, MAX_STREAM_SECONDS, SHA256_PATTERN,
+                                Item, Media, Schedule, _aware_datetime, _check_fields, _fail, _http_url,
+                                _identifier, _integer, _join, _list, _load, _number, _object, _priority, _string,
+                                _zones)
 from scheduler.targets import parse_target
+from scheduler.triggers import Occurrence
 
 __all__ = ["ACTIONS", "CLOCK_SKEW", "COMMAND_ID_PATTERN", "MAX_COMMAND_LIFETIME", "Command", "ExpiredError",
-           "PlayArgs", "build_command", "check_time", "parse_command", "play_media"]
+           "PlayArgs", "build_command", "check_time", "command_play", "parse_command", "play_media"]
 
 ACTIONS = ("play", "stop", "set_volume", "ping", "sync", "selftest")
 COMMAND_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
@@ -48,6 +51,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 MAX_COMMAND_LIFETIME = timedelta(hours=24)
 DEFAULT_PLAY_PRIORITY = "priority"
 MAX_PLAY_MEDIA = 32
+COMMAND_SCHEDULE_ID = "command"  # the `schedule` of a commanded play's playlog
 
 FIELDS = ("type", "id", "issued_at", "expires_at", "target", "action", "args")
 PLAY_SOURCES = ("media", "url", "stream")
@@ -176,20 +180,37 @@ def check_time(command: Command, now: datetime) -> None:
     """Refuse a command that has expired, or that was issued too far in the unit's future."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be an aware datetime")
+    unit_time = now.astimezone(command.issued_at.tzinfo).isoformat(timespec="seconds")
     if now >= command.expires_at:
-        raise ExpiredError(f"expired at {command.expires_at.isoformat()} (unit time "
-                           f"{now.astimezone(command.expires_at.tzinfo).isoformat(timespec='seconds')})")
+        raise ExpiredError(f"expired at {command.expires_at.isoformat()} (unit time {unit_time})")
     ahead = command.issued_at - now
     if ahead > CLOCK_SKEW:
         raise ExpiredError(f"issued_at {command.issued_at.isoformat()} is {ahead.total_seconds():.0f} s ahead "
-                           f"of this unit's clock ({now.astimezone(command.issued_at.tzinfo).isoformat(timespec='seconds')}); "
-                           f"one of the clocks is wrong")
+                           f"of this unit's clock ({unit_time}); one of the clocks is wrong")
 
 
 # ---- the document ----
 
+def _check_unicode(doc) -> None:
+    """Refuse lone surrogates (`"\\ud800"` escapes): no reply or log could carry them as UTF-8."""
+    stack = [doc]
+    while stack:  # iterative: the document may nest as deep as the JSON reader allowed
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                _fail("", "holds a string that is not valid Unicode (a lone surrogate escape such as \\ud800)")
+
+
 def _parse(payload_text: str) -> Command:
     doc, _ = _load(payload_text)
+    _check_unicode(doc)
     _check_fields(doc, "", FIELDS, ())
     if doc["type"] != "command":
         _fail("type", f'expected "command", got {describe(doc["type"])}')
@@ -237,6 +258,43 @@ def play_media(play: PlayArgs, schedules) -> dict:
                                       "and not chime or test-tone)")
         found[media_id] = media
     return found
+
+
+def _play_item_id(command: Command) -> str:
+    """The item id a commanded play is logged under: the command id when it fits (a uuid does)."""
+    if ID_PATTERN.fullmatch(command.id):
+        return command.id
+    return "cmd-" + hashlib.sha256(command.id.encode("utf-8")).hexdigest()[:16]
+
+
+def _play_media_table(command: Command, item_id: str, schedules) -> tuple[tuple[str, ...], dict]:
+    play = command.play
+    if play.source == "media":
+        found = play_media(play, schedules)
+        return play.media, {media_id: m for media_id, m in found.items() if m is not None}
+    if play.source == "url":  # the size is unknown: the media cache's own limit applies
+        return (item_id,), {item_id: Media(item_id, play.url, play.sha256, 0)}
+    return (), {}
+
+
+def command_play(command: Command, now: datetime, schedules, tz) -> tuple[Schedule, Occurrence]:
+    """A `play` command as a one-item schedule and its occurrence at `now`, for the player.
+
+    The schedule's id is "command" and the item's id the command's (or a digest of
+    it), so the playlog names the command. Raises DocumentError for media ids that no
+    schedule in force holds (`play_media`)."""
+    if command.play is None:
+        raise ValueError(f"command {command.id} is {command.action!r}, not play")
+    play, at = command.play, now.astimezone(tz)
+    item_id = _play_item_id(command)
+    ids, media = _play_media_table(command, item_id, schedules)
+    item = Item(id=item_id, play=ids, at=at.isoformat(), priority=play.priority, volume=play.volume,
+                zones=play.zones, stream=play.stream, duration_s=play.duration_s)
+    schedule = Schedule(id=COMMAND_SCHEDULE_ID, version=1, targets=(command.target,), issued_at=command.issued_at,
+                        valid_from=at.date(), valid_until=at.date(), timezone=tz, media=media, items=(item,),
+                        payload=command.payload,
+                        digest=hashlib.sha256(command.payload.encode("utf-8")).hexdigest())
+    return schedule, Occurrence(COMMAND_SCHEDULE_ID, 1, item, at)
 
 
 def build_command(action: str, args: dict, target: str, *, now: datetime, ttl_s: float = 300,
