@@ -13,10 +13,12 @@ unlike a linear amplitude scale that crowds all the change into the bottom.
 
 import sys
 import threading
+import time
 import wave
 import warnings
 from array import array
 from contextlib import closing
+from itertools import chain
 from pathlib import Path
 
 from loaxa.errors import LoaxaError, MediaError
@@ -33,12 +35,39 @@ with warnings.catch_warnings():
 
 VOLUME_RANGE_DB = 40.0
 FADE_S = 0.25  # fade-out on stop: long enough not to click, short enough to feel immediate
+# Waiting for a start time: sleep in steps (a stop is noticed within one), then, from
+# FINE_WAIT_S before the time, in short naps that land within a millisecond of it.
+COARSE_STEP_S = 0.05
+FINE_WAIT_S = 0.010
+FINE_STEP_S = 0.0005
 _ARRAY_CODES = {2: "h", 4: "i"}
 
 
+class _SystemTime:
+    """The clock used when none is given: the `time` module (hw.clock.SystemClock's API)."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
 def play_files(sink: AudioSink, label: str, files, stop_event: threading.Event,
-               volume: int | None = None, repeat: int = 1, block_s: float = 0.02) -> float:
+               volume: int | None = None, repeat: int = 1, block_s: float = 0.02, *,
+               start_at: float | None = None, clock=None, offset_s: float = 0.0) -> float:
     """Play `files` (prepared WAVs) `repeat` times through `sink`; return seconds written.
+
+    With `start_at` (epoch seconds on `clock`, a hw.clock.Clock; default the system
+    clock) everything slow happens first: the files are checked and opened, the
+    first block read and the sink opened; then it waits, and the first sample is
+    written at `start_at` (at once when that has passed). A stop while waiting
+    returns 0.0 without a sound.
+
+    `offset_s` starts that far into the whole (files one after another, `repeat`
+    times): how a pre-empted item resumes where it stopped. The result does not
+    count the skipped part.
 
     When `stop_event` is set, fades out over FADE_S and stops. The result is
     seconds of audio (frames / rate), not wall time, including the fade.
@@ -54,18 +83,43 @@ def play_files(sink: AudioSink, label: str, files, stop_event: threading.Event,
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
     block_frames = max(1, round(block_s * fmt.rate))
-    sink.open(label)
-    writer = _Writer(sink, fmt, gain)
-    try:
-        with closing(_blocks(paths, repeat, block_frames)) as blocks:
-            writer.stream(blocks, stop_event)
-    except BaseException as exc:
-        if isinstance(exc, LoaxaError):
-            exc.played_s = writer.seconds
-        sink.abort()
-        raise
+    skip_frames = max(0, round(offset_s * fmt.rate))
+    with closing(_blocks(paths, repeat, block_frames, skip_frames)) as blocks:
+        first = next(blocks, b"")  # opens the first file: nothing left to do at start_at
+        sink.open(label)
+        writer = _Writer(sink, fmt, gain)
+        try:
+            if start_at is not None and not wait_until(start_at, stop_event, clock):
+                sink.abort()
+                return 0.0
+            writer.stream(chain((first,), blocks), stop_event)
+        except BaseException as exc:
+            if isinstance(exc, LoaxaError):
+                exc.played_s = writer.seconds
+            sink.abort()
+            raise
     sink.close()
     return writer.seconds
+
+
+def wait_until(epoch: float, stop_event: threading.Event, clock=None) -> bool:
+    """Wait until `clock.time()` reaches `epoch`; False as soon as `stop_event` is set.
+
+    Sleeps in COARSE_STEP_S steps (re-reading the clock, so a corrected clock is
+    followed), then in FINE_STEP_S naps for the last FINE_WAIT_S: the return lands
+    within about a millisecond of `epoch` without spinning a core.
+    """
+    clock = clock or _SystemTime()
+    while True:
+        if stop_event.is_set():
+            return False
+        left = epoch - clock.time()
+        if left <= 0:
+            return True
+        if left > FINE_WAIT_S:
+            clock.sleep(min(COARSE_STEP_S, left - FINE_WAIT_S))
+        else:
+            clock.sleep(min(FINE_STEP_S, left))
 
 
 def volume_gain(volume: int | None) -> float:
@@ -95,20 +149,26 @@ def check_prepared(path: Path, fmt: PcmFormat) -> None:
                          f"{fmt.channels} ch, {fmt.width * 8} bit")
 
 
-def _blocks(paths: list[Path], repeat: int, block_frames: int):
-    """Raw PCM blocks of every file, `repeat` times over; one file open at a time."""
+def _blocks(paths: list[Path], repeat: int, block_frames: int, skip_frames: int = 0):
+    """Raw PCM blocks of every file, `repeat` times over, after the first `skip_frames`;
+    one file open at a time."""
     for _ in range(repeat):
         for path in paths:
-            yield from _file_blocks(path, block_frames)
+            skip_frames = yield from _file_blocks(path, block_frames, skip_frames)
 
 
-def _file_blocks(path: Path, block_frames: int):
+def _file_blocks(path: Path, block_frames: int, skip_frames: int = 0):
+    """Yield a file's blocks from `skip_frames` on; return what is left to skip after it."""
     try:
         with wave.open(str(path), "rb") as w:
+            if skip_frames >= w.getnframes():
+                return skip_frames - w.getnframes()
+            w.setpos(skip_frames)
             while block := w.readframes(block_frames):
                 yield block
     except (wave.Error, EOFError, OSError) as exc:  # replaced or removed since the check
         raise MediaError(f"{path.name}: cannot read while playing ({exc})") from exc
+    return 0
 
 
 class _Writer:
@@ -122,9 +182,13 @@ class _Writer:
     def seconds(self) -> float:
         return self.frames / self.fmt.rate
 
-    def stream(self, blocks, stop_event: threading.Event) -> None:
+    def stream(self, blocks, stop_event) -> None:
+        """Write `blocks` until they end, or fade out once `stop_event` is set (anything
+        with `is_set()`)."""
         fade = None
         for block in blocks:
+            if not block:
+                continue
             if fade is None and stop_event.is_set():
                 if self.frames == 0:
                     return  # nothing sounded yet: nothing to fade

@@ -134,6 +134,8 @@ class AmpControl:
         """
         wanted = self._zone_numbers(zones)
         with self._lock:
+            if self._playing and wanted == self._zones_selected:
+                return wanted  # nothing to switch
             self._wait_idle(wait_s, "zones cannot change while audio plays")
             for number, relay in enumerate(self._zones, start=1):
                 if number not in wanted:

@@ -10,10 +10,18 @@ import signal
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import loaxa
+from device import sdnotify
 from device.amp import AmpControl
+from device.command_runner import CommandRunner
+from device.control import ControlServer, control_path
+from device.health import HealthReporter, HealthRunner
+from device.messages import iso
+from device.probes import system_probes
 from device.clockwatch import ClockWatch
 from device.journal import PlaybackJournal
 from device.media_cache import MediaCache
@@ -25,7 +33,7 @@ from device.playout import Playout
 from hw import make_factory
 from loaxa.errors import LoaxaError, Rejected
 from provisioning import read_password
-from scheduler import ScheduleStore, expand_groups, load_trusted_keys, schedule_topics
+from scheduler import ScheduleStore, command_topics, expand_groups, load_trusted_keys, schedule_topics
 
 log = logging.getLogger("loaxa.unit")
 
@@ -60,6 +68,9 @@ class Records:
         self._store_and_send(self._topics.playlog, doc, "playlog")
         log.info("proof of play for %s queued (%s)", doc["item"], doc["outcome"])
 
+    def reply(self, doc: dict) -> None:
+        self._store_and_send(self._topics.reply, doc, "reply")
+
     def event(self, kind: str, detail: str, **extra) -> None:
         doc = event_doc(kind, detail, self._clock.now().astimezone(self._tz), **extra)
         self._store_and_send(self._topics.event, doc, "event")
@@ -75,6 +86,7 @@ class Unit:
         self._stop = threading.Event()
         self._started: list = []  # (name, stop callable), stopped in reverse
         self.boot = str(uuid.uuid4())
+        self.version = loaxa.__version__
         self.topics = Topics(cfg.broker.topic_prefix, cfg.unit.id)
         self.groups = expand_groups(cfg.unit.groups)
         self.tz = ZoneInfo(cfg.unit.timezone)
@@ -82,6 +94,7 @@ class Unit:
     # ---- start-up, in order ----
     def start(self) -> None:
         try:
+            self._start_control()
             self._start_hardware()
             self._start_audio()
             self._start_scheduler()
@@ -94,6 +107,14 @@ class Unit:
 
     def _started_part(self, name: str, stop) -> None:
         self._started.append((name, stop))
+
+    def _start_control(self) -> None:
+        """First: the socket `loaxa status` and `loaxa selftest` talk to. Binding it also
+        makes sure no other daemon runs on this state folder (it would fight over pins)."""
+        self.cfg.unit.state_dir.mkdir(parents=True, exist_ok=True)
+        self.control = ControlServer(control_path(self.cfg.unit.state_dir),
+                                     {"status": self.status_doc, "selftest": self.selftest}).start()
+        self._started_part("control socket", self.control.close)
 
     def _start_hardware(self) -> None:
         cfg = self.cfg
@@ -140,7 +161,9 @@ class Unit:
         self._started_part("clock watch", self.clockwatch.stop)
         if not self.clockwatch.trusted:
             self._clock_trust_changed(None, "untrusted")
-        self._fetch_media_async(self.store.in_force())
+        self.commands = CommandRunner(self).start()
+        self._started_part("commands", self.commands.stop)
+        self.fetch_media_async(self.store.in_force())
         log.info("%d schedule(s) in force", len(self.store.in_force()))
 
     def _start_link(self) -> None:
@@ -150,13 +173,71 @@ class Unit:
             password=read_password(cfg), ca_file=cfg.broker.ca_file,
             state_topic=self.topics.state, online_payload=lambda: self._state("online"),
             will_payload=self._state("lost"), offline_payload=lambda: self._state("offline"),
-            subscriptions=schedule_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups),
+            subscriptions=schedule_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups)
+            + command_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups),
             on_message=self.handle_message, outbox=self.outbox,
             max_delay_s=cfg.broker.reconnect_max_s)
         self.records.link = self.link
         self.link.start()
         self._started_part("broker link", self.link.stop)
         log.info("connecting to broker %s in the background", self.link.address)
+        self.health = HealthRunner(
+            HealthReporter(self._health_probes(), interval_s=cfg.unit.health_interval_s,
+                           overhead_bytes=len(self.topics.health) + 6),
+            self._publish_health, self.clock, tz=self.tz).start()
+        self._started_part("health", self.health.stop)
+
+    def _health_probes(self) -> dict:
+        upcoming = lambda: next(({"item": o.item.id, "at": iso(o.at)}  # noqa: E731
+                                 for o in self.planner.upcoming(1)), None)
+        return {**system_probes(self.cfg.unit.state_dir), "clock": self.clockwatch.source,
+                "amp": self.amp_status, "net": lambda: None, "gps": lambda: None,
+                "queue": self.playout.queued, "next": upcoming, "faults": self.faults}
+
+    def _publish_health(self, payload: bytes) -> bool:
+        if not self.link.connected:
+            return False
+        self.link.publish_volatile(self.topics.health, payload, qos=0)
+        return True
+
+    def amp_status(self) -> dict:
+        return {"power": self.amp.powered, "fault": False, "temp_c": None,
+                "volume": self.playout.default_volume}
+
+    def faults(self) -> list:
+        found = []
+        if self.link.refused:
+            found.append(self.link.refused)
+        if self.outbox.dropped:
+            found.append(f"outbox full: dropped {self.outbox.dropped}")
+        if not self.clockwatch.trusted:
+            found.append("clock untrusted")
+        return found
+
+    def status_doc(self) -> dict:
+        """What `loaxa status` shows (loaxa/commands/status.py lists the keys)."""
+        link = getattr(self, "link", None)
+        store = getattr(self, "store", None)
+        planner = getattr(self, "planner", None)
+        return {
+            "unit": self.cfg.unit.id, "version": self.version, "boot": self.boot, "mock": self.info.mock,
+            "now": iso(self.clock.now().astimezone(self.tz)), "clock": self.clockwatch.source(),
+            "clock_trusted": self.clockwatch.trusted, "current": self.playout.current,
+            "next": [{"item": o.item.id, "schedule": o.schedule_id, "at": iso(o.at)}
+                     for o in (planner.upcoming(5) if planner else [])],
+            "queue": self.playout.queued(), "outbox": self.outbox.depth(),
+            "broker": None if link is None else {
+                "url": str(link.address), "connected": link.connected,
+                "last_contact": iso(datetime.fromtimestamp(link.last_contact, self.tz))
+                if link.last_contact else None},
+            "schedules": [{"id": s.id, "version": s.version, "topic": t}
+                          for t, s in (store.topics_in_force().items() if store else [])],
+            "faults": self.faults() if link else [],
+        }
+
+    def selftest(self) -> dict:
+        from device.selftest import run_selftest  # the self-test owns its own imports
+        return run_selftest(self.cfg, hardware=self.hw)
 
     def _state(self, state: str) -> bytes:
         return to_json(state_doc(state, self.clock.now().astimezone(self.tz), self.boot,
@@ -179,11 +260,22 @@ class Unit:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self._stop.set())
         self.start()
+        sdnotify.ready(f"unit {self.cfg.unit.id}: {len(self.store.in_force())} schedule(s) in force")
         try:
-            self._stop.wait()
+            interval = sdnotify.watchdog_interval() or 30.0
+            while not self._stop.wait(interval):
+                if self._alive():
+                    sdnotify.watchdog()
+                else:
+                    log.error("a part of the unit has died; systemd's watchdog will restart it")
         finally:
             log.info("stopping")
+            sdnotify.stopping("fading out, saving proof of play")
             self.stop()
+
+    def _alive(self) -> bool:
+        """Every long-running thread still runs (else the watchdog is left to fire)."""
+        return all(part.is_alive() for part in (self.playout, self.planner, self.link, self.health))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -211,6 +303,8 @@ class Unit:
     def handle_message(self, topic: str, payload: bytes) -> None:
         if topic.endswith("/schedule"):
             self.offer_schedule(topic, payload)
+        elif topic.endswith("/cmd"):
+            self.commands.receive(topic, payload)
 
     def offer_schedule(self, topic: str, payload: bytes) -> None:
         """Accept or refuse one signed schedule; the documents in force stay on refusal."""
@@ -228,7 +322,7 @@ class Unit:
         self.records.event("schedule.accepted", f"{schedule.id} version {schedule.version} accepted",
                            topic=topic, schedule=schedule.id, version=schedule.version)
         self.planner.replan()
-        self._fetch_media_async([schedule])
+        self.fetch_media_async([schedule])
 
     def _clock_trust_changed(self, old: str, new: str) -> None:
         if new == "untrusted":
@@ -248,7 +342,7 @@ class Unit:
                     prefix=self.cfg.broker.topic_prefix, quiet_hours=self.cfg.unit.quiet_hours,
                     unit_tz=self.tz)
 
-    def _fetch_media_async(self, schedules) -> None:
+    def fetch_media_async(self, schedules) -> None:
         wanted = [(m.id, m) for s in schedules for m in s.media.values()]
         if wanted:
             threading.Thread(target=self._fetch_media, args=(wanted,), name="media-fetch",

@@ -254,6 +254,9 @@ class HealthRunner:
         self._thread.start()
         return self
 
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def poke(self) -> None:
         """Sample now (the daemon calls this on an amplifier fault, a clock change, ...)."""
         self._wake.set()

@@ -132,6 +132,8 @@ class MediaCache:
         prepared = self.prepared_path(sha256)
         if prepared.exists():
             return prepared
+        if sha256 in self._undecodable:  # fetching it again would not change its content
+            raise MediaError(self._undecodable[sha256])
         if not self.has_original(sha256):
             self.fetch(url, sha256, size, progress=progress, cancel=cancel)
         return self.prepare(sha256)

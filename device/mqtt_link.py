@@ -235,10 +235,20 @@ class MqttLink:
                     self.send_record(rec.seq, rec.topic, rec.payload, rec.qos)
             after = batch[-1].seq
 
+    def resubscribe(self) -> None:
+        """Subscribe again: under MQTT 5's default retain handling the broker then sends
+        every retained message on those topics anew (the `sync` command)."""
+        client = self._client
+        if self.connected and client is not None and self._subscriptions:
+            client.subscribe([(topic, 1) for topic in self._subscriptions])
+
     def publish_volatile(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Health and the like: worth sending now, not worth keeping."""
         if self.connected and self._client is not None:
             self._client.publish(topic, payload, qos=qos, retain=retain)
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def drain(self, timeout: float) -> bool:
         """Wait until the outbox is empty (every record acknowledged) or timeout."""

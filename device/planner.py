@@ -119,6 +119,9 @@ class Planner:
             self._wake.wait(min(wait, MAX_WAIT_S))
             self._wake.clear()
 
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def clock_stepped(self) -> None:
         """Look at the clock again now: a forward step may have made items due."""
         self._wake.set()

@@ -1,8 +1,11 @@
 """The player thread: takes due items, drives the amplifier, plays, writes the playlog.
 
-One thread owns the speaker, so two items never sound at once. Emergency items
-go ahead of priority items, priority ahead of normal ones (SPEC); an item that
-cannot start within the lateness limit is logged `missed`.
+One thread owns the speaker, so two items never sound at once. Priorities follow
+Circular 39/2020/TT-BTTTT (SPEC): an `emergency` item interrupts whatever plays
+(fade out) and plays at once; `priority` goes ahead of normal items waiting;
+items that collide queue up to the lateness limit and are `missed` after it. An
+interrupted item resumes where it stopped if still within the limit: a second
+playlog with the same `item` and `scheduled_at`.
 """
 
 import logging
@@ -14,15 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from audio import play_files
-from loaxa.errors import LoaxaError
-from scheduler import in_quiet_hours, parse_quiet_hours
 from device.journal import CountingSink
 from device.messages import iso
+from loaxa.errors import LoaxaError
+from scheduler import in_quiet_hours, parse_quiet_hours
 
 log = logging.getLogger("loaxa.playout")
 
 PRIORITY_RANK = {"emergency": 0, "priority": 1, "normal": 2}
 LATENESS_LIMIT_S = 600.0
+PREEMPTED = "preempted by an emergency item"
 
 
 @dataclass(order=True)
@@ -32,6 +36,8 @@ class PlayRequest:
     seq: int
     occurrence: object = field(compare=False)
     schedule: object = field(compare=False)
+    timed: bool = field(compare=False, default=True)  # from a schedule, not a command
+    offset_s: float = field(compare=False, default=0.0)  # where a resumed playback starts
 
 
 def wav_seconds(path) -> float:
@@ -54,29 +60,51 @@ class Playout:
         self._speaker = speaker
         self._media = media
         self._clock = clock
+        self._clockwatch = clockwatch
         self._unit = unit
         self._records = records
         self._zone_count = zone_count
         self._journal = journal
-        self._clockwatch = clockwatch
         self._quiet = parse_quiet_hours(quiet_hours)
         self.lateness_s = lateness_s
+        self.default_volume = None  # `set_volume`: for items that name no volume
         self._counting_speaker = CountingSink(
             speaker, lambda played_s: journal.progress(played_s, clock.monotonic()))
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._seq = 0
+        self._seq_lock = threading.Lock()
         self._stop = threading.Event()
         self._abort_current = threading.Event()
+        self._interrupt_reason = None
         self._thread = threading.Thread(target=self._run, name="playout", daemon=True)
-        self.current = None
+        self.current = None  # what plays now, for status: {"item", "schedule", "priority", "started_at"}
 
+    # ---- what the rest of the unit calls ----
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, occurrence, schedule) -> None:
-        self._seq += 1
-        self._queue.put(PlayRequest(PRIORITY_RANK[occurrence.item.priority],
-                                    occurrence.at.timestamp(), self._seq, occurrence, schedule))
+    def submit(self, occurrence, schedule, *, timed: bool = True, offset_s: float = 0.0) -> None:
+        with self._seq_lock:
+            self._seq += 1
+            seq = self._seq
+        item = occurrence.item
+        self._queue.put(PlayRequest(PRIORITY_RANK[item.priority], occurrence.at.timestamp(), seq,
+                                    occurrence, schedule, timed, offset_s))
+        current = self.current
+        if item.priority == "emergency" and current and current["priority"] != "emergency":
+            self._interrupt(PREEMPTED)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop_current(self, reason: str) -> str | None:
+        """Fade out what plays now (its playlog: `interrupted`); the queue stays. Returns
+        the item stopped, or None."""
+        current = self.current
+        if current is None:
+            return None
+        self._interrupt(reason)
+        return current["item"]
 
     def queued(self) -> int:
         return self._queue.qsize()
@@ -84,10 +112,18 @@ class Playout:
     def stop(self, timeout: float = 5.0) -> None:
         """Fade out what plays (its playlog says `interrupted`), switch off. Safe twice."""
         self._stop.set()
-        self._abort_current.set()
+        self._interrupt("the unit is stopping")
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def report_missed(self, occ, reason: str) -> None:
+        self._finish(self._base_record(occ), outcome="missed", reason=reason)
+
+    def _interrupt(self, reason: str) -> None:
+        self._interrupt_reason = reason
+        self._abort_current.set()
+
+    # ---- the thread ----
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -110,72 +146,93 @@ class Playout:
             self._amp.power_off()
 
     def _handle(self, request: PlayRequest) -> None:
-        occ, schedule = request.occurrence, request.schedule
-        item = occ.item
+        occ = request.occurrence
         base = self._base_record(occ)
-        refusal = self._why_not_now(occ)
+        refusal = self._why_not_now(request)
         if refusal:
             self._finish(base, outcome="missed", reason=refusal)
             return
         try:
-            files = [self._media.resolve(m, schedule.media) for m in item.play]
+            files = [self._media.resolve(m, request.schedule.media) for m in occ.item.play]
         except LoaxaError as exc:
-            self._records.event("media.failed", str(exc), item=item.id, schedule=occ.schedule_id)
+            self._records.event("media.failed", str(exc), item=occ.item.id, schedule=occ.schedule_id)
             self._finish(base, outcome="failed", reason=f"media: {exc}")
             return
-        base["expected_s"] = round(sum(wav_seconds(f) for f in files) * item.repeat, 3)
-        self._play(occ, base, files)
+        base["expected_s"] = round(sum(wav_seconds(f) for f in files) * occ.item.repeat, 3)
+        if request.offset_s:
+            base["resumed_from_s"] = round(request.offset_s, 3)
+        self._play(request, base, files)
 
-    def report_missed(self, occ, reason: str) -> None:
-        self._finish(self._base_record(occ), outcome="missed", reason=reason)
-
-    def _why_not_now(self, occ) -> str | None:
+    def _why_not_now(self, request: PlayRequest) -> str | None:
         """The reason an item may not sound now, or None."""
-        item = occ.item
-        if item.priority != "emergency" and not self._clockwatch.trusted:
+        item = request.occurrence.item
+        if request.timed and item.priority != "emergency" and not self._clockwatch.trusted:
             return "clock untrusted: a timed item is never played at a possibly wrong hour"
-        if self._clock.time() - occ.at.timestamp() > self.lateness_s:
+        if self._clock.time() - request.occurrence.at.timestamp() > self.lateness_s:
             return f"too late: past the {self.lateness_s:g} s lateness limit"
-        local = self._clock.now().astimezone(self._unit.tz)
-        if item.priority != "emergency" and self._quiet and in_quiet_hours(local.time(), self._quiet):
+        if item.priority != "emergency" and self.in_quiet_hours():
             return "quiet hours: only emergency items sound now"
         return None
 
-    def _play(self, occ, base: dict, files) -> None:
-        item = occ.item
+    def in_quiet_hours(self) -> bool:
+        local = self._clock.now().astimezone(self._unit.tz)
+        return self._quiet is not None and in_quiet_hours(local.time(), self._quiet)
+
+    def _play(self, request: PlayRequest, base: dict, files) -> None:
+        occ, item = request.occurrence, request.occurrence.item
         ready_at = self._amp.power_on()
-        self._wait_until(max(occ.at.timestamp(), self._clock.time() + ready_at - self._clock.monotonic()))
-        if self._stop.is_set():
-            self._finish(base, outcome="interrupted", reason="unit stopped before the item began", played_s=0.0)
-            return
-        self._amp.unmute()
-        started_at = self._clock.now().astimezone(self._unit.tz)
-        base["started_at"] = iso(started_at)
-        self.current = {"item": item.id, "schedule": occ.schedule_id, "started_at": base["started_at"]}
-        log.info("playing %s: %s", item.id, ", ".join(item.play))
+        now = self._clock.time()
+        # On time when early; at once when late (a resumed or queued item), never before
+        # the amplifier has warmed up.
+        start_at = max(occ.at.timestamp(), now + ready_at - self._clock.monotonic(), now)
         self._abort_current.clear()
-        self._journal.begin(dict(base, outcome="interrupted",
-                                 reason="the unit stopped during playback (crash or power cut)"))
+        self._interrupt_reason = None
+        self._amp.unmute()
+        self.current = {"item": item.id, "schedule": occ.schedule_id, "priority": item.priority,
+                        "started_at": None}
+        volume = item.volume if item.volume is not None else self.default_volume
         try:
-            played = play_files(self._counting_speaker, file_label(started_at, item.id), files,
-                                self._abort_current, volume=item.volume, repeat=item.repeat)
+            played = self._stream(request, base, files, start_at, volume)
         except LoaxaError as exc:
             self._amp.mute()
             self._records.event("media.failed", str(exc), item=item.id, schedule=occ.schedule_id)
-            self._finish(base, outcome="failed", reason=f"playback: {exc}",
-                         played_s=round(getattr(exc, "played_s", 0.0), 3))
+            self._finish_journalled(base, outcome="failed", reason=f"playback: {exc}",
+                                    played_s=round(getattr(exc, "played_s", 0.0), 3))
             return
         finally:
             self.current = None
         self._amp.mute()
-        complete = played >= base["expected_s"] - 0.05
-        self._finish(base, outcome="completed" if complete else "interrupted",
-                     reason=None if complete else "stopped", played_s=round(played, 3))
+        self._conclude(request, base, played)
 
-    def _wait_until(self, epoch: float) -> None:
-        left = epoch - self._clock.time()
-        if left > 0:
-            self._stop.wait(left)
+    def _stream(self, request: PlayRequest, base: dict, files, start_at: float, volume) -> float:
+        occ, item = request.occurrence, request.occurrence.item
+        # The label and record name the time the first sample goes out: start_at.
+        started_at = datetime.fromtimestamp(start_at, self._unit.tz)
+        base["started_at"] = iso(started_at)
+        self.current["started_at"] = base["started_at"]
+        self._journal.begin(dict(base, outcome="interrupted",
+                                 reason="the unit stopped during playback (crash or power cut)"))
+        log.info("playing %s: %s", item.id, ", ".join(item.play))
+        return play_files(self._counting_speaker, file_label(started_at, item.id), files,
+                          self._abort_current, volume=volume, repeat=item.repeat,
+                          start_at=start_at, clock=self._clock, offset_s=request.offset_s)
+
+    def _conclude(self, request: PlayRequest, base: dict, played: float) -> None:
+        reached = request.offset_s + played
+        reason = self._interrupt_reason
+        if reached >= base["expected_s"] - 0.05:
+            self._finish_journalled(base, outcome="completed", reason=None, played_s=round(played, 3))
+        elif reason == PREEMPTED:
+            self._finish_journalled(base, outcome="preempted", reason=reason, played_s=round(played, 3))
+            self._resume_later(request, reached)
+        else:
+            self._finish_journalled(base, outcome="interrupted", reason=reason or "stopped",
+                                    played_s=round(played, 3))
+
+    def _resume_later(self, request: PlayRequest, position_s: float) -> None:
+        """Back into the queue, to continue from `position_s` once the emergency is over;
+        `_why_not_now` logs it missed if the lateness limit passes first."""
+        self.submit(request.occurrence, request.schedule, timed=request.timed, offset_s=position_s)
 
     def _base_record(self, occ) -> dict:
         item = occ.item
@@ -185,7 +242,8 @@ class Playout:
             "priority": item.priority, "source": "media",
             "scheduled_at": iso(occ.at), "started_at": None, "ended_at": None,
             "expected_s": None, "played_s": 0.0, "outcome": None, "reason": None,
-            "volume": item.volume, "zones": list(item.zones or range(1, self._zone_count + 1)),
+            "volume": item.volume if item.volume is not None else self.default_volume,
+            "zones": list(item.zones or range(1, self._zone_count + 1)),
             "position": None, "clock": self._clockwatch.source(), "mock": self._unit.mock,
         }
 
@@ -198,7 +256,12 @@ class Playout:
         log.info("%s %s (%s s of audio)%s", record["item"], outcome, record["played_s"],
                  f": {reason}" if reason else "")
         self._records.playlog(record)
-        self._journal.end()  # only now: a crash before this line republishes the same id
+
+    def _finish_journalled(self, record: dict, **outcome) -> None:
+        """Finish the playback the journal holds; the journal goes only once the playlog is
+        in the outbox (a crash in between republishes the same `id`, which collectors drop)."""
+        self._finish(record, **outcome)
+        self._journal.end()
 
     def recover_interrupted(self) -> None:
         """Publish the playback a crash or power cut cut short, as `interrupted`."""

@@ -49,7 +49,7 @@ class Check:
 
 
 def run_selftest(cfg, hardware=None, *, broker_check=True, amp=None, gps_wait_s: float = GPS_WAIT_S,
-                 broker_timeout_s: float = BROKER_TIMEOUT_S) -> dict:
+                 broker_timeout_s: float = BROKER_TIMEOUT_S, click_s: float = CLICK_S) -> dict:
     """Check every part; SPEC's `{"ok", "checks"}`.
 
     `hardware`: None (open the unit's hardware from the config, and release it
@@ -63,20 +63,20 @@ def run_selftest(cfg, hardware=None, *, broker_check=True, amp=None, gps_wait_s:
     own = not isinstance(hardware, UnitHardware)
     unit_hw = UnitHardware(cfg, hardware) if own else hardware
     try:
-        return _run(cfg, unit_hw, amp, broker_check, gps_wait_s, broker_timeout_s)
+        return _run(cfg, unit_hw, amp, broker_check, gps_wait_s, broker_timeout_s, click_s)
     finally:
         if own:
             unit_hw.close()  # closes the factory too when it made it (hardware=None)
 
 
-def _run(cfg, unit_hw, amp, broker_check, gps_wait_s, broker_timeout_s) -> dict:
+def _run(cfg, unit_hw, amp, broker_check, gps_wait_s, broker_timeout_s, click_s) -> dict:
     from device.amp import AmpControl
 
     own_amp = amp is None
     amp = amp or AmpControl.for_unit(unit_hw, cfg)
     gps_fix = _start_waiting_for_fix(unit_hw, gps_wait_s)  # the fix may come during the rest
     try:
-        checks = [_guarded("gpio", True, lambda: check_gpio(unit_hw, amp))]
+        checks = [_guarded("gpio", True, lambda: check_gpio(unit_hw, amp, click_s))]
         amp_check = _guarded("amplifier", True, lambda: check_amplifier(unit_hw, amp))
         checks.append(amp_check)
         checks.append(_guarded("audio", True, lambda: check_audio(cfg, unit_hw, amp, amp_check.ok)))
@@ -114,7 +114,7 @@ def _guarded(name: str, required: bool, run) -> Check:
 
 # ---- the checks: each returns (ok, detail) ----
 
-def check_gpio(unit_hw, amp) -> tuple[bool, str]:
+def check_gpio(unit_hw, amp, click_s: float = CLICK_S) -> tuple[bool, str]:
     if amp.playing:
         return False, _("not checked: audio is playing; try again when it ends")
     if amp.powered:
@@ -130,7 +130,7 @@ def check_gpio(unit_hw, amp) -> tuple[bool, str]:
                 relay.off()
             if relay.is_on != state:
                 bad.append(relay.role)
-            time.sleep(CLICK_S)
+            time.sleep(click_s)
     unit_hw.mute.on()  # muted again, whatever it was
     names = ", ".join(r.role for r in relays)
     door = _("door open") if unit_hw.door.is_active else _("door closed")
