@@ -40,6 +40,14 @@ class PcmFormat:
 # Loudspeaker lines are mono; ALSA's plug layer upmixes where a card needs it.
 OUTPUT_FORMAT = PcmFormat(rate=48000, channels=1, width=2)
 
+# Preparation before air (audio/preparation.py, docs/audio.md): the loudness every
+# bulletin is brought to unless `audio.lufs` says otherwise, and the true-peak
+# ceiling. PREPARE_VERSION is part of prepared file names: bump it when the chain
+# changes, and units prepare their media again instead of playing stale copies.
+DEFAULT_LUFS = -16.0
+CEILING_DBTP = -1.5
+PREPARE_VERSION = 1
+
 
 class AudioSink(ABC):
     """Where PCM goes to be heard: a sound card, or a recording in the mock.

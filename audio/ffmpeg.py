@@ -6,9 +6,11 @@ format, so playback never depends on a codec or on ffmpeg being fast enough.
 Every failure is a MediaError whose message is one plain line naming the file.
 """
 
+import fcntl
 import json
 import os
 import re
+import select
 import subprocess
 import tempfile
 import wave
@@ -26,6 +28,17 @@ DECODE_TIMEOUT_S = 600.0  # an hour-long bulletin on a Pi 3 decodes in about a m
 LIMIT_SLACK_S = 0.25
 
 _PCM_CODECS = {1: "pcm_u8", 2: "pcm_s16le", 3: "pcm_s24le", 4: "pcm_s32le"}
+# Raw PCM sample formats a PcmDecoder can deliver: (ffmpeg muxer/codec name, bytes per sample).
+RAW_FORMATS = {"s16le": ("pcm_s16le", 2), "f32le": ("pcm_f32le", 4)}
+# Live streams: how much ffmpeg may read before it starts decoding. Its defaults (5 MB,
+# 5 s) would hold the first sample of an Icecast stream back by seconds.
+STREAM_PROBE_BYTES = 65536
+STREAM_ANALYZE_US = 500_000
+_ESTIMATED_DURATION = "Estimating duration from bitrate"
+# A roomy pipe lets ffmpeg decode ahead while Python works on the block before
+# (the kernel's 64 KiB default holds a third of a second of float PCM). Kernel
+# memory, not the process's; 1 MiB is what an unprivileged process may ask for.
+DECODER_PIPE_BYTES = 1 << 20
 _NOISE = ("Conversion failed!", "Exiting normally")
 # errno texts that say nothing to a technician: replaced by what they mean here.
 _GENERIC = {"Invalid argument", "Operation not permitted", "End of file"}
@@ -39,6 +52,7 @@ class Probe:
     format_name: str
     codec: str | None  # None when the file has no audio stream
     duration: float | None  # None when the container does not say
+    rate: int | None = None  # sample rate of the audio stream
 
 
 def decode_to_wav(src, dst, fmt: PcmFormat = OUTPUT_FORMAT, max_seconds=None,
@@ -78,7 +92,7 @@ def probe_file(path) -> Probe:
     path = Path(path)
     _check_exists(path)
     result = _run(["ffprobe", "-v", "error", "-show_entries",
-                   "format=format_name,duration:stream=codec_type,codec_name,duration",
+                   "format=format_name,duration:stream=codec_type,codec_name,duration,sample_rate",
                    "-of", "json", str(path)], PROBE_TIMEOUT_S, path)
     if result.returncode != 0:
         reason = _reason(result.stderr, path)
@@ -86,7 +100,18 @@ def probe_file(path) -> Probe:
     probe = _parse_probe(result.stdout, path)
     if probe.codec is None:
         raise MediaError(f"{path.name}: no audio stream (format {probe.format_name})")
+    if probe.codec in ("unknown", "none"):
+        raise MediaError(f"{path.name}: unsupported audio codec in a {probe.format_name} file")
     return probe
+
+
+def duration_is_estimated(path) -> bool:
+    """True when ffprobe guesses `path`'s duration from its bitrate (an MP3 without a
+    Xing/Info header): a short decode is then no sign of a truncated file."""
+    path = Path(path)
+    result = _run(["ffprobe", "-v", "warning", "-show_entries", "format=duration", "-of", "json",
+                   str(path)], PROBE_TIMEOUT_S, path)
+    return _ESTIMATED_DURATION in result.stderr
 
 
 def _check_exists(path: Path) -> None:
@@ -112,7 +137,9 @@ def _parse_probe(stdout: str, path: Path) -> Probe:
     if audio is None:
         return Probe(fmt.get("format_name", "unknown"), None, None)
     duration = _float_or_none(audio.get("duration")) or _float_or_none(fmt.get("duration"))
-    return Probe(fmt.get("format_name", "unknown"), audio.get("codec_name", "unknown"), duration)
+    rate = _float_or_none(audio.get("sample_rate"))
+    return Probe(fmt.get("format_name", "unknown"), audio.get("codec_name", "unknown"), duration,
+                 int(rate) if rate else None)
 
 
 def _float_or_none(value) -> float | None:
@@ -223,3 +250,115 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class PcmDecoder:
+    """ffmpeg decoding the first audio stream of a file or http(s) URL to raw PCM on a pipe.
+
+    `sample_format` is "s16le" or "f32le"; frames are `fmt.channels` samples at
+    `fmt.rate`. Read with `read(nbytes)` (a file: blocks until nbytes or the end)
+    or `read_some(nbytes, timeout)` (a live stream: whatever has arrived, TimeoutError
+    when nothing comes within `timeout` seconds). `finish()` waits for ffmpeg and
+    raises MediaError with its reason when it failed; `close()` kills it and is safe
+    twice. Use it as a context manager.
+    """
+
+    def __init__(self, source, fmt: PcmFormat = OUTPUT_FORMAT, *, sample_format: str = "s16le",
+                 limit_s: float | None = None, stream: bool = False, io_timeout_s: float = 10.0):
+        if sample_format not in RAW_FORMATS:
+            raise MediaError(f"unsupported raw sample format {sample_format!r}")
+        self.source, self.fmt = str(source), fmt
+        self.name = self.source if stream else Path(source).name
+        self.stream = stream
+        self.bytes_per_frame = RAW_FORMATS[sample_format][1] * fmt.channels
+        self._stderr = tempfile.TemporaryFile()
+        argv = _pcm_command(self.source, fmt, sample_format, limit_s, stream, io_timeout_s)
+        try:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=self._stderr)
+        except FileNotFoundError as exc:
+            self._stderr.close()
+            raise MediaError("ffmpeg is not installed (apt install ffmpeg)") from exc
+        except OSError as exc:
+            self._stderr.close()
+            raise MediaError(f"cannot run ffmpeg: {exc.strerror}") from exc
+        self._fd = self._proc.stdout.fileno()
+        try:
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, DECODER_PIPE_BYTES)
+        except OSError:
+            pass  # a smaller pipe only means less overlap between ffmpeg and us
+
+    def read(self, nbytes: int) -> bytes:
+        """Up to `nbytes`, fewer only at the end of the audio; b"" after it."""
+        return self._proc.stdout.read(nbytes)
+
+    def read_some(self, nbytes: int, timeout: float) -> bytes:
+        """What has arrived (1 to `nbytes` bytes), b"" at the end; TimeoutError after
+        `timeout` seconds without a byte."""
+        ready, _, _ = select.select([self._fd], [], [], max(0.0, timeout))
+        if not ready:
+            raise TimeoutError(f"no audio for {timeout:g} s")
+        return os.read(self._fd, nbytes)
+
+    def finish(self, timeout: float = 30.0) -> None:
+        """Wait for ffmpeg to exit; MediaError with its reason unless it succeeded."""
+        try:
+            code = self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise MediaError(f"{self.name}: ffmpeg did not finish") from None
+        if code != 0:
+            raise MediaError(f"{self.name}: cannot decode ({self.reason()})")
+
+    def reason(self) -> str:
+        """ffmpeg's last meaningful line of complaint, cleaned for a person."""
+        self._stderr.seek(0)
+        text = self._stderr.read().decode("utf-8", "replace")
+        if not text.strip():
+            return "no audio"
+        return _stream_reason(text, self.source) if self.stream else _reason(text, Path(self.source))
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._proc.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+# What ffmpeg's errno texts mean when the input is a network stream.
+_STREAM_MEANINGS = {"Input/output error": "cannot reach the server (no network, or an unknown host)",
+                    "End of file": "the stream ended", "Connection timed out": "the server did not answer"}
+
+
+def _stream_reason(stderr: str, url: str) -> str:
+    """ffmpeg's last complaint about a stream, without the URL it prefixes (the caller names it)."""
+    lines = [_LOG_PREFIX.sub("", line.strip()).removeprefix(f"{url}: ").rstrip(".").strip()
+             for line in stderr.splitlines()]
+    meaningful = [line for line in lines if line and not line.startswith(_NOISE)]
+    if not meaningful:
+        return "unknown error"
+    return _STREAM_MEANINGS.get(meaningful[-1], meaningful[-1])
+
+
+def _pcm_command(source: str, fmt: PcmFormat, sample_format: str, limit_s, stream: bool,
+                 io_timeout_s: float) -> list[str]:
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error"]
+    if stream:
+        # rw_timeout: ffmpeg gives up on a silent connection itself (microseconds);
+        # the reader's own timeout is the one that counts.
+        # Only network protocols: a stream URL (or a redirect) must never read local files.
+        argv += ["-protocol_whitelist", "http,https,tcp,tls,crypto",
+                 "-rw_timeout", str(int(io_timeout_s * 1e6)), "-probesize", str(STREAM_PROBE_BYTES),
+                 "-analyzeduration", str(STREAM_ANALYZE_US)]
+    argv += ["-i", source, "-map", "0:a:0", "-ac", str(fmt.channels), "-ar", str(fmt.rate)]
+    if limit_s is not None:
+        argv += ["-t", f"{limit_s:.3f}"]
+    codec = RAW_FORMATS[sample_format][0]
+    return argv + ["-c:a", codec, "-f", sample_format, "pipe:1"]

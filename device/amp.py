@@ -25,6 +25,7 @@ confirmed (`amp.recovered`) once the amplifier is ready with no fault.
 import logging
 import threading
 
+from hw.amplifier import AmpError
 from loaxa.errors import HardwareError
 
 log = logging.getLogger("loaxa.amp")
@@ -55,7 +56,7 @@ class AmpControl:
         self._powered_at = None  # monotonic time the power relay closed
         self._idle_since = None  # monotonic time the last playback ended
         self._playing = False  # between unmute() and mute()
-        self._zones_selected = None  # the zones switched for this power-on (tuple of numbers)
+        self._zones_selected = None  # the zones chosen for the coming or current playback
         self._fault = None  # why the amplifier is in a fault state
         self._fault_at = None
         self._recovering = False  # powered again after a fault, not yet confirmed healthy
@@ -149,7 +150,7 @@ class AmpControl:
         """Release the mute once the amplifier is ready; audio may start when this returns.
 
         Waits for the end of the warm-up, switches every zone on if none were
-        selected, sets the amplifier up over serial, then releases the mute relay
+        selected for this playback, sets the amplifier up over serial, then releases the mute relay
         and waits `settle_s`. Raises AmpFault (audio must not start) on a fault.
         """
         with self._lock:
@@ -178,6 +179,7 @@ class AmpControl:
             self._playing = False
             self._switch(self._mute, True)
             self._idle_since = self._clock.monotonic()
+            self._zones_selected = None  # each playback chooses its zones (or gets all)
             self._idle.notify_all()
         if self._led is not None:
             self._led.set_flag("playing", False)
@@ -333,8 +335,6 @@ class AmpControl:
 
     def _talk(self, action):
         """Run `action(driver)`; a link failure is reported (once) and returns None."""
-        from hw.amplifier import AmpError
-
         try:
             result = action(self._driver)
         except AmpError as exc:

@@ -83,10 +83,19 @@ class CommandRunner:
         return (f"stopped {stopped}" if stopped else "nothing was playing"), {"stopped": stopped}
 
     def _set_volume(self, command):
-        self._unit.playout.default_volume = command.volume
+        self._apply_volume(command.volume)
         atomic_write(self._unit.cfg.unit.state_dir / VOLUME_FILE,
                      json.dumps({"volume": command.volume}).encode())
         return f"volume {command.volume}", {"volume": command.volume}
+
+    def _apply_volume(self, volume: int) -> None:
+        """An amplifier with serial control turns itself down; a relay-only one cannot, so
+        the player scales the audio of items that name no volume of their own."""
+        unit = self._unit
+        if unit.amp.health()["link"] is not None:
+            unit.amp.set_volume(volume)
+        else:
+            unit.playout.default_volume = volume
 
     def _restore_volume(self) -> None:
         try:
@@ -97,7 +106,7 @@ class CommandRunner:
             log.error("saved volume unreadable (%s); using each item's own", exc)
             return
         if isinstance(volume, int) and not isinstance(volume, bool) and 0 <= volume <= 100:
-            self._unit.playout.default_volume = volume
+            self._apply_volume(volume)
 
     def _ping(self, command):
         unit = self._unit

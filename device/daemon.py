@@ -21,7 +21,6 @@ from device.command_runner import CommandRunner
 from device.control import ControlServer, control_path
 from device.health import HealthReporter, HealthRunner
 from device.messages import iso
-from device.probes import system_probes
 from device.clockwatch import ClockWatch
 from device.journal import PlaybackJournal
 from device.media_cache import MediaCache
@@ -30,7 +29,7 @@ from device.mqtt_link import MqttLink
 from device.outbox import Outbox
 from device.planner import Planner
 from device.playout import Playout
-from hw import make_factory
+from hw import UnitHardware, make_factory
 from loaxa.errors import LoaxaError, Rejected
 from provisioning import read_password
 from scheduler import ScheduleStore, command_topics, expand_groups, load_trusted_keys, schedule_topics
@@ -127,10 +126,35 @@ class Unit:
         self.clockwatch = ClockWatch(self.clock, self.cfg.clock.trust, on_change=self._clock_trust_changed,
                                      on_step=self._clock_stepped)
         self.info = UnitInfo(cfg.unit.id, self.tz, hw.mock, tuple(self.groups))
-        self.amp = AmpControl(power=hw.relay("amp_power", cfg.gpio.amp_power),
-                              mute=hw.relay("mute", cfg.gpio.mute), clock=self.clock,
-                              warmup_s=cfg.amplifier.warmup_s, cooldown_s=cfg.amplifier.cooldown_s)
+        self.unit_hw = UnitHardware(cfg, hw).start()
+        self._started_part("hardware parts", self.unit_hw.close)
+        self.amp = AmpControl.for_unit(self.unit_hw, cfg).start()
+        self._started_part("amplifier", self.amp.close)
+        self.unit_hw.led.set_connection("starting")
         log.info("hardware ready (%s)", "mock" if hw.mock else "Raspberry Pi")
+
+    def _wire_hardware(self) -> None:
+        """Once records and the player exist: hardware events, the fault hook, buttons."""
+        self.unit_hw.on_event = self.records.event
+        self.amp.on_event = self._amp_event
+        self.amp.on_fault = lambda reason: self.playout.stop_current(f"amplifier fault: {reason}")
+        self.unit_hw.on_press("button_stop", lambda: self.playout.stop_current("stop button pressed"))
+        self.unit_hw.on_press("button_test", self.play_test_announcement)
+
+    def _amp_event(self, kind: str, detail: str, **extra) -> None:
+        self.records.event(kind, detail, **extra)
+        if getattr(self, "health", None) is not None:
+            self.health.poke()  # an amplifier fault is news now, not at the next heartbeat
+
+    def play_test_announcement(self) -> None:
+        """The local test button: chime and test tone, now, at priority."""
+        from scheduler import Item, Occurrence, Schedule
+        now = self.clock.now().astimezone(self.tz)
+        item = Item(id="test-button", play=("chime", "test-tone"), at=now.isoformat(), priority="priority")
+        schedule = Schedule(id="local", version=1, targets=(), issued_at=now, valid_from=now.date(),
+                            valid_until=now.date(), timezone=self.tz, media={}, items=(item,),
+                            payload="", digest="")
+        self.playout.submit(Occurrence("local", 1, item, now), schedule, timed=False)
 
     def _start_audio(self) -> None:
         state_dir = self.cfg.unit.state_dir
@@ -142,7 +166,9 @@ class Unit:
                                clock=self.clock, clockwatch=self.clockwatch, unit=self.info,
                                records=self.records, quiet_hours=self.cfg.unit.quiet_hours,
                                zone_count=len(self.cfg.gpio.zones), lateness_s=self.cfg.unit.lateness_s,
-                               journal=PlaybackJournal(state_dir / "playback.journal"))
+                               journal=PlaybackJournal(state_dir / "playback.journal"),
+                               position=self.unit_hw.position)
+        self._wire_hardware()
         self.playout.recover_interrupted()
         self.playout.start()
         self._started_part("player", self.playout.stop)
@@ -176,7 +202,7 @@ class Unit:
             subscriptions=schedule_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups)
             + command_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups),
             on_message=self.handle_message, outbox=self.outbox,
-            max_delay_s=cfg.broker.reconnect_max_s)
+            on_connection_change=self._connection_changed, max_delay_s=cfg.broker.reconnect_max_s)
         self.records.link = self.link
         self.link.start()
         self._started_part("broker link", self.link.stop)
@@ -187,11 +213,15 @@ class Unit:
             self._publish_health, self.clock, tz=self.tz).start()
         self._started_part("health", self.health.stop)
 
+    def _connection_changed(self, up: bool) -> None:
+        self.unit_hw.led.set_connection("online" if up else "offline")
+
     def _health_probes(self) -> dict:
         upcoming = lambda: next(({"item": o.item.id, "at": iso(o.at)}  # noqa: E731
                                  for o in self.planner.upcoming(1)), None)
-        return {**system_probes(self.cfg.unit.state_dir), "clock": self.clockwatch.source,
-                "amp": self.amp_status, "net": lambda: None, "gps": lambda: None,
+        hardware = {key: (lambda key=key: self.unit_hw.health()[key])
+                    for key in ("uptime_s", "cpu_temp_c", "mem_free_mb", "disk_free_mb", "net", "gps")}
+        return {**hardware, "clock": self.clockwatch.source, "amp": self.amp.health,
                 "queue": self.playout.queued, "next": upcoming, "faults": self.faults}
 
     def _publish_health(self, payload: bytes) -> bool:
@@ -200,12 +230,8 @@ class Unit:
         self.link.publish_volatile(self.topics.health, payload, qos=0)
         return True
 
-    def amp_status(self) -> dict:
-        return {"power": self.amp.powered, "fault": False, "temp_c": None,
-                "volume": self.playout.default_volume}
-
     def faults(self) -> list:
-        found = []
+        found = self.unit_hw.faults() + self.amp.faults()
         if self.link.refused:
             found.append(self.link.refused)
         if self.outbox.dropped:
@@ -236,8 +262,13 @@ class Unit:
         }
 
     def selftest(self) -> dict:
+        """The self-test, between playbacks: it clicks relays and plays a tone itself."""
         from device.selftest import run_selftest  # the self-test owns its own imports
-        return run_selftest(self.cfg, hardware=self.hw)
+        link = getattr(self, "link", None)
+        broker = (lambda: (link.connected, f"connected to {link.address}" if link.connected
+                           else f"not connected to {link.address}")) if link else True
+        with self.playout.exclusive(timeout=120):
+            return run_selftest(self.cfg, self.unit_hw, amp=self.amp, broker_check=broker)
 
     def _state(self, state: str) -> bytes:
         return to_json(state_doc(state, self.clock.now().astimezone(self.tz), self.boot,

@@ -384,7 +384,9 @@ class _Download:
             if self.cancel is not None and self.cancel.is_set():
                 raise FetchInterrupted(f"{self.url}: download paused at {done} bytes")
             try:
-                chunk = response.read(CHUNK)
+                # read1: what has arrived, at most CHUNK. On a slow 3G link a full 64 KiB
+                # takes seconds; progress and a pause should not wait for it.
+                chunk = response.read1(CHUNK)
             except (OSError, ValueError, http.client.HTTPException) as exc:  # dropped, reset, timed out
                 raise TransientMediaError(f"{self.url}: connection lost after {done} of "
                                           f"{self._total_text()} bytes: {_plain(exc)}") from exc

@@ -279,14 +279,14 @@ class MediaSync:
         with self._cond:
             job.attempts += 1
             job.streak += 1
-            job.state, job.error, job.seen = "failed", reason, True
+            job.state, job.error = "failed", reason
             job.retry_at = self.clock.monotonic() + self._delay(job.streak, transient, undecodable)
             report = not job.reported and (not transient or job.streak >= self.report_after)
             job.reported = job.reported or report
-            self._cond.notify_all()
         log.warning("media %s failed (attempt %d): %s", job.ids[0], job.attempts, reason)
         if report:
             self._report(job, reason)
+        self._set(job, seen=True)  # after the report: whoever waits sees both
 
     def _delay(self, streak: int, transient: bool, undecodable: bool) -> float:
         first, longest = self.backoff_s

@@ -10,6 +10,7 @@ playlog with the same `item` and `scheduled_at`.
 
 import logging
 import queue
+from contextlib import contextmanager
 import threading
 import uuid
 import wave
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 from audio import play_files
 from device.journal import CountingSink
 from device.messages import iso
-from loaxa.errors import LoaxaError
+from loaxa.errors import HardwareError, LoaxaError
 from scheduler import in_quiet_hours, parse_quiet_hours
 
 log = logging.getLogger("loaxa.playout")
@@ -27,6 +28,7 @@ log = logging.getLogger("loaxa.playout")
 PRIORITY_RANK = {"emergency": 0, "priority": 1, "normal": 2}
 LATENESS_LIMIT_S = 600.0
 PREEMPTED = "preempted by an emergency item"
+UNMUTE_AHEAD_S = 0.2  # mute released this long before air: the amplifier settles in silence
 
 
 @dataclass(order=True)
@@ -53,7 +55,8 @@ def file_label(started_at: datetime, item_id: str) -> str:
 
 class Playout:
     def __init__(self, *, amp, speaker, media, clock, clockwatch, unit, records, zone_count: int,
-                 journal, lateness_s: float = LATENESS_LIMIT_S, quiet_hours: str = ""):
+                 journal, lateness_s: float = LATENESS_LIMIT_S, quiet_hours: str = "",
+                 position=lambda: None):
         """`unit` gives id, tz, mock; `records` has playlog(doc) and event(kind, detail, **extra);
         `journal` keeps the playback in progress on disk (device.journal.PlaybackJournal)."""
         self._amp = amp
@@ -67,6 +70,8 @@ class Playout:
         self._journal = journal
         self._quiet = parse_quiet_hours(quiet_hours)
         self.lateness_s = lateness_s
+        self._position = position  # the GPS position for playlogs of mobile units
+        self._busy = threading.Lock()  # held while an item plays; a self-test waits for it
         self.default_volume = None  # `set_volume`: for items that name no volume
         self._counting_speaker = CountingSink(
             speaker, lambda played_s: journal.progress(played_s, clock.monotonic()))
@@ -116,6 +121,16 @@ class Playout:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    @contextmanager
+    def exclusive(self, timeout: float):
+        """Hold the speaker and amplifier between playbacks (the self-test)."""
+        if not self._busy.acquire(timeout=timeout):
+            raise HardwareError("the unit is busy playing; try the self-test again later")
+        try:
+            yield
+        finally:
+            self._busy.release()
+
     def report_missed(self, occ, reason: str) -> None:
         self._finish(self._base_record(occ), outcome="missed", reason=reason)
 
@@ -132,7 +147,8 @@ class Playout:
                 self._cool_down_if_due()
                 continue
             try:
-                self._handle(request)
+                with self._busy:
+                    self._handle(request)
             except Exception:  # noqa: BLE001 - the player must outlive any one item
                 log.exception("playback of %s failed unexpectedly", request.occurrence.key)
         self._amp.power_off()
@@ -180,14 +196,14 @@ class Playout:
 
     def _play(self, request: PlayRequest, base: dict, files) -> None:
         occ, item = request.occurrence, request.occurrence.item
-        ready_at = self._amp.power_on()
-        now = self._clock.time()
-        # On time when early; at once when late (a resumed or queued item), never before
-        # the amplifier has warmed up.
-        start_at = max(occ.at.timestamp(), now + ready_at - self._clock.monotonic(), now)
         self._abort_current.clear()
         self._interrupt_reason = None
-        self._amp.unmute()
+        try:
+            start_at = self._amplifier_ready(occ)
+        except (HardwareError, ValueError) as exc:
+            self._amp.mute()
+            self._finish(base, outcome="failed", reason=f"amplifier: {exc}")
+            return
         self.current = {"item": item.id, "schedule": occ.schedule_id, "priority": item.priority,
                         "started_at": None}
         volume = item.volume if item.volume is not None else self.default_volume
@@ -203,6 +219,21 @@ class Playout:
             self.current = None
         self._amp.mute()
         self._conclude(request, base, played)
+
+    def _amplifier_ready(self, occ) -> float:
+        """Power, zones, then the mute released: the epoch the first sample goes out.
+        On time when early; at once when late (a resumed or queued item)."""
+        self._amp.power_on()
+        self._amp.select_zones(occ.item.zones)
+        self._wait_until_before(occ.at.timestamp())
+        self._amp.unmute()  # waits out the warm-up; no relay moves from here to mute()
+        return max(occ.at.timestamp(), self._clock.time())
+
+    def _wait_until_before(self, epoch: float) -> None:
+        """Wait until just before `epoch`, so the mute is released right before air."""
+        left = epoch - UNMUTE_AHEAD_S - self._clock.time()
+        if left > 0:
+            self._abort_current.wait(left)
 
     def _stream(self, request: PlayRequest, base: dict, files, start_at: float, volume) -> float:
         occ, item = request.occurrence, request.occurrence.item
@@ -222,6 +253,8 @@ class Playout:
         reason = self._interrupt_reason
         if reached >= base["expected_s"] - 0.05:
             self._finish_journalled(base, outcome="completed", reason=None, played_s=round(played, 3))
+        elif reason and reason.startswith("amplifier fault"):
+            self._finish_journalled(base, outcome="failed", reason=reason, played_s=round(played, 3))
         elif reason == PREEMPTED:
             self._finish_journalled(base, outcome="preempted", reason=reason, played_s=round(played, 3))
             self._resume_later(request, reached)
@@ -244,7 +277,7 @@ class Playout:
             "expected_s": None, "played_s": 0.0, "outcome": None, "reason": None,
             "volume": item.volume if item.volume is not None else self.default_volume,
             "zones": list(item.zones or range(1, self._zone_count + 1)),
-            "position": None, "clock": self._clockwatch.source(), "mock": self._unit.mock,
+            "position": self._position(), "clock": self._clockwatch.source(), "mock": self._unit.mock,
         }
 
     def _finish(self, record: dict, *, outcome: str, reason, played_s: float | None = None) -> None:

@@ -26,8 +26,8 @@ import time
 from dataclasses import asdict, dataclass
 from zoneinfo import ZoneInfo
 
-from loaxa.errors import HardwareError, LoaxaError
-from loaxa.i18n import _
+from loaxa.errors import LoaxaError
+from loaxa.i18n import N_, _
 
 log = logging.getLogger("loaxa.selftest")
 
@@ -61,7 +61,10 @@ def run_selftest(cfg, hardware=None, *, broker_check=True, amp=None, gps_wait_s:
     from hw import UnitHardware
 
     own = not isinstance(hardware, UnitHardware)
-    unit_hw = UnitHardware(cfg, hardware) if own else hardware
+    try:
+        unit_hw = UnitHardware(cfg, hardware) if own else hardware
+    except LoaxaError as exc:  # lines or ports held elsewhere, a factory that cannot start
+        return _without_hardware(cfg, _one_line(exc), broker_check, broker_timeout_s)
     try:
         return _run(cfg, unit_hw, amp, broker_check, gps_wait_s, broker_timeout_s, click_s)
     finally:
@@ -91,6 +94,26 @@ def _run(cfg, unit_hw, amp, broker_check, gps_wait_s, broker_timeout_s, click_s)
         checks.append(_guarded("broker", True, lambda: check_broker(cfg, broker_check, broker_timeout_s)))
     checks.append(_guarded("clock", True, lambda: check_clock(cfg, unit_hw)))
     checks.append(_guarded("disk", True, lambda: check_disk(cfg, unit_hw)))
+    return summary(checks)
+
+
+def _without_hardware(cfg, reason: str, broker_check, broker_timeout_s) -> dict:
+    """The hardware could not be opened: say so, and check what needs none."""
+    from hw import SystemClock
+    from hw.probes import PiProbes
+
+    class Bare:  # what check_clock and check_disk read
+        clock, probes = SystemClock(), PiProbes()
+
+    detail = _("cannot open the unit's hardware: {reason}").format(reason=reason)
+    unchecked = _("not checked: the hardware could not be opened")
+    checks = [Check("gpio", False, True, detail), Check("amplifier", False, True, unchecked),
+              Check("audio", False, True, unchecked), Check("gps", False, False, unchecked),
+              Check("modem", False, False, unchecked)]
+    if broker_check is not False:
+        checks.append(_guarded("broker", True, lambda: check_broker(cfg, broker_check, broker_timeout_s)))
+    checks.append(_guarded("clock", True, lambda: check_clock(cfg, Bare)))
+    checks.append(_guarded("disk", True, lambda: check_disk(cfg, Bare)))
     return summary(checks)
 
 
@@ -151,7 +174,8 @@ def check_amplifier(unit_hw, amp) -> tuple[bool, str]:
     info = driver.hello()
     status = driver.status()
     amp.status = status
-    parts = [driver.describe()]
+    parts = [_("{model} firmware {firmware} on {port}").format(
+        model=info.model or "LXA1", firmware=info.firmware or "?", port=driver.link.url)]
     if status.temp_c is not None:
         parts.append(_("{temp:.0f} °C").format(temp=status.temp_c))
     if status.line_impedance_ohm is not None:
@@ -193,9 +217,16 @@ def check_gps(unit_hw, waiting) -> tuple[bool, str]:
     if gps is None:
         return True, _("not fitted")
     fix = waiting() if waiting else gps.fix
-    if fix is None:
-        return False, gps.describe()
-    return True, gps.describe()
+    if fix is not None:
+        return True, _("fix ({quality}, {satellites} satellites) at {lat:.5f}, {lon:.5f}").format(
+            quality=fix.fix, satellites=fix.satellites if fix.satellites is not None else "?",
+            lat=fix.lat, lon=fix.lon)
+    if gps.receiving:
+        satellites = gps.health().get("satellites")
+        return False, _("receiver answering, no fix yet ({satellites} satellites); move to open "
+                        "sky").format(satellites=satellites if satellites is not None else "?")
+    return False, _("no NMEA from {port} ({reason})").format(
+        port=gps.link.url, reason=gps.link.last_error or _("receiver silent"))
 
 
 def check_modem(unit_hw) -> tuple[bool, str]:
@@ -203,7 +234,17 @@ def check_modem(unit_hw) -> tuple[bool, str]:
     if modem is None:
         return True, _("not fitted")
     status = modem.poll()
-    return status.registered, modem.describe()
+    parts = [_("{dbm} dBm").format(dbm=status.signal_dbm) if status.signal_dbm is not None
+             else _("no signal")]
+    if status.operator:
+        parts.append(f"{status.operator} {status.access or ''}".strip())
+    parts.append(_(REGISTRATION_TEXT.get(status.registration, status.registration)))
+    return status.registered, ", ".join(parts)
+
+
+REGISTRATION_TEXT = {"home": N_("registered (home network)"), "roaming": N_("registered (roaming)"),
+                     "searching": N_("searching for a network"), "denied": N_("registration denied"),
+                     "not registered": N_("not registered"), "unknown": N_("registration unknown")}
 
 
 def check_broker(cfg, broker_check, timeout_s: float) -> tuple[bool, str]:
@@ -221,8 +262,10 @@ def check_broker(cfg, broker_check, timeout_s: float) -> tuple[bool, str]:
     return False, _("cannot reach {url}: {reason}").format(url=cfg.broker.url, reason=probe.detail)
 
 
-CLOCK_TEXT = {"ntp": "synchronised by NTP", "gps": "set from GPS", "rtc": "set from the battery RTC",
-              "system": "system clock, not confirmed by NTP, GPS or RTC", "untrusted": "not trusted"}
+CLOCK_TEXT = {"ntp": N_("synchronised by NTP"), "gps": N_("set from GPS"),
+              "rtc": N_("set from the battery RTC"),
+              "system": N_("system clock, not confirmed by NTP, GPS or RTC"),
+              "untrusted": N_("not trusted")}
 
 
 def check_clock(cfg, unit_hw) -> tuple[bool, str]:

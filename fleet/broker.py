@@ -27,7 +27,7 @@ from loaxa.brokerurl import BrokerAddress, parse_broker_url
 from loaxa.errors import BrokerError, ConfigError
 
 __all__ = ["BROKER_KEYS", "BrokerOptions", "add_broker_arguments", "broker_options", "publish",
-           "read_retained"]
+           "publish_and_listen", "read_retained"]
 
 BROKER_KEYS = ("url", "username", "password_file", "ca_file", "topic_prefix")
 DEFAULT_TOPIC_PREFIX = "loaxa"
@@ -275,4 +275,31 @@ def read_retained(options: BrokerOptions, topic: str, timeout: float = 10.0) -> 
         found = lambda: next((p for t, p, retained in session.messages if t == topic and retained), None)  # noqa: E731
         session.wait(lambda: found() is not None, "retained message",
                      deadline=min(session.deadline, time.monotonic() + RETAINED_GRACE_S))
+        return found()
+
+
+def publish_and_listen(options: BrokerOptions, messages, listen: str, wait_s: float, *, accept,
+                       enough=lambda found: False, timeout: float = 10.0) -> list[tuple[str, bytes]]:
+    """Subscribe to `listen`, publish like `publish`, then gather what arrives on `listen`.
+
+    `accept(topic, payload)` picks the messages wanted; gathering stops after `wait_s`
+    seconds or as soon as `enough(found)` is true. The subscription is made before the
+    publish, so an answer cannot slip past. Returns [(topic, payload)] in arrival order."""
+    with _Session(options, timeout) as session:
+        _subscribe(session, listen, SubscribeOptions(qos=1))
+        sent = []
+        for topic, payload, retain in messages:
+            info = session.client.publish(topic, payload, qos=1, retain=retain)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise BrokerError(f"cannot publish to {topic}: {mqtt.error_string(info.rc)}")
+            sent.append((info.mid, topic))
+        session.wait(lambda: all(mid in session.pubacks for mid, _ in sent), "acknowledgement")
+        refused = [f"{topic}: {_reason_text(session.pubacks[mid])}" for mid, topic in sent
+                   if session.pubacks[mid].is_failure]
+        if refused:
+            raise BrokerError(f"broker {options.url} refused the publish to " + "; ".join(refused))
+
+        def found():
+            return [(t, p) for t, p, retained in session.messages if not retained and accept(t, p)]
+        session.wait(lambda: enough(found()), "answer", deadline=time.monotonic() + wait_s)
         return found()

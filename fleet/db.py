@@ -25,7 +25,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Float, Integer, LargeBinary
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from loaxa.errors import LoaxaError
+from fleet.errors import FleetError
 
 __all__ = ["DEFAULT_DB_FILE", "FleetError", "default_url", "describe_url", "metadata", "normalise_url",
            "open_database", "schema_version"]
@@ -35,10 +35,6 @@ log = logging.getLogger("loaxa.fleet.db")
 DEFAULT_DB_FILE = "loaxa-fleet.db"
 SQLITE_BUSY_TIMEOUT_S = 30
 PG_MIGRATION_LOCK = 0x6C6F617861  # "loaxa": one advisory lock id for schema changes
-
-
-class FleetError(LoaxaError):
-    """The fleet database or an operator tool cannot go on; the message says why."""
 
 
 # ---- the tables, as the migrations leave them ----

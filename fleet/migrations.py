@@ -10,10 +10,11 @@ that has shipped.
 
 import logging
 
+from fleet.errors import FleetError
 from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, String,
                         Table, Text, insert)
 
-from fleet.db import FleetError, lock_for_migration, now, schema_migrations, schema_version
+from fleet.db import lock_for_migration, now, schema_migrations, schema_version
 
 log = logging.getLogger("loaxa.fleet.db")
 

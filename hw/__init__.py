@@ -10,10 +10,17 @@ from pathlib import Path
 
 from loaxa.errors import HardwareError
 
-from ._api import HardwareFactory, Relay
-from .clock import CLOCK_SOURCES, Clock, SystemClock
-from .mock import MockHardware, MockRelay, MockSpeaker, Timeline, safe_label
+from ._api import LED_PATTERNS, HardwareFactory, InputLine, Relay, StatusLed
+from .amplifier import AmpError, AmpInfo, Amplifier, AmpStatus, Lxa1Amplifier, RelayOnlyAmplifier
+from .clock import CLOCK_SOURCES, Clock, SystemClock, UnitClock
+from .gps import GpsClockSource, GpsFix, GpsReceiver
+from .mock import MockHardware, MockInput, MockRelay, MockSpeaker, MockStatusLed, Timeline, safe_label
+from .modem import Modem, ModemError, ModemStatus
 from .pi import PiHardware
+from .probes import HealthProbes, MockProbes, PiProbes
+from .roles import PinRole, pin_roles
+from .serialport import DeviceTimeout, SerialLink, SerialLinkError
+from .unit import UnitHardware
 
 MODES = ("mock", "pi")
 ENV_MODE = "LOAXA_HARDWARE"
@@ -70,7 +77,11 @@ def _is_config(obj) -> bool:
 
 
 __all__ = [
-    "CLOCK_SOURCES", "Clock", "HardwareFactory", "MockHardware", "MockRelay", "MockSpeaker",
-    "PiHardware", "Relay", "SystemClock", "Timeline", "detect_mode", "make_factory",
-    "safe_label",
+    "CLOCK_SOURCES", "LED_PATTERNS", "AmpError", "AmpInfo", "AmpStatus", "Amplifier", "Clock",
+    "DeviceTimeout", "GpsClockSource", "GpsFix", "GpsReceiver", "HardwareFactory", "HealthProbes",
+    "InputLine", "Lxa1Amplifier", "MockHardware", "MockInput", "MockProbes", "MockRelay",
+    "MockSpeaker", "MockStatusLed", "Modem", "ModemError", "ModemStatus", "PiHardware", "PiProbes",
+    "PinRole", "RelayOnlyAmplifier", "Relay", "SerialLink", "SerialLinkError", "StatusLed",
+    "SystemClock", "Timeline", "UnitClock", "UnitHardware", "detect_mode", "make_factory",
+    "pin_roles", "safe_label",
 ]

@@ -1,4 +1,4 @@
-"""A relay driven through a gpiozero DigitalOutputDevice, shared by the Pi and the mock.
+"""GPIO parts through gpiozero, shared by the Pi and the mock: relays, inputs, the status LED.
 
 gpiozero is imported only when a relay is made: importing loaxa on a PC must
 not go looking for GPIO chips.
@@ -9,7 +9,7 @@ import warnings
 
 from loaxa.errors import HardwareError
 
-from ._api import Relay
+from ._api import LED_PATTERNS, InputLine, Relay, StatusLed
 
 
 class GpioRelay(Relay):
@@ -75,3 +75,109 @@ def open_output(role: str, pin: int, active_high: bool, pin_factory):
     except Exception as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise HardwareError(f"cannot open GPIO{pin} for relay {role}: {reason}") from exc
+
+
+class GpioInput(InputLine):
+    """An input on a gpiozero DigitalInputDevice.
+
+    The internal pull holds the line at its inactive level (pull-up for an
+    active-low line, pull-down for an active-high one), so an input nobody wired
+    reads inactive: a unit without a door switch never reports tamper.
+    """
+
+    def __init__(self, role: str, pin: int, active_high: bool = True, pin_factory=None,
+                 bounce_s: float | None = None):
+        self.role, self.pin, self.active_high = role, pin, active_high
+        self._device = open_input(role, pin, active_high, bounce_s, pin_factory)
+        self._device.when_activated = lambda: self._changed(True)
+        self._device.when_deactivated = lambda: self._changed(False)
+
+    @property
+    def is_active(self) -> bool:
+        device = self._device
+        if device is None:
+            raise HardwareError(f"input {self.role} (GPIO{self.pin}) is closed")
+        return bool(device.is_active)
+
+    def close(self) -> None:
+        device, self._device = self._device, None
+        if device is not None:
+            device.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._device is None else ("active" if self.is_active else "inactive")
+        return f"<{type(self).__name__} {self.role} GPIO{self.pin} {state}>"
+
+
+class GpioStatusLed(StatusLed):
+    """The status LED on a gpiozero output, blinking its pattern on its own thread."""
+
+    def __init__(self, pin: int, active_high: bool = True, pin_factory=None):
+        super().__init__()
+        self.pin = pin
+        self._device = open_output("status_led", pin, active_high, pin_factory)
+        self._steps = ()
+        self._changed_pattern = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._blink, name="status-led", daemon=True)
+        self._thread.start()
+        self.set_connection("starting")
+
+    @property
+    def is_lit(self) -> bool:
+        device = self._device
+        return device is not None and bool(device.value)
+
+    def _show(self, pattern: str) -> None:
+        self._steps = LED_PATTERNS[pattern]
+        self._changed_pattern.set()
+
+    def _blink(self) -> None:
+        while not self._stop.is_set():
+            self._changed_pattern.clear()  # before reading: a change after this wakes the wait
+            steps = self._steps
+            if len(steps) <= 1:
+                self._light(bool(steps))
+                self._changed_pattern.wait()
+                continue
+            for index, seconds in enumerate(steps):
+                self._light(index % 2 == 0)
+                if self._changed_pattern.wait(seconds):
+                    break
+            self._cycle_done()
+
+    def _light(self, on: bool) -> None:
+        device = self._device
+        if device is None or bool(device.value) == on:
+            return
+        try:
+            device.value = on
+        except Exception:  # noqa: BLE001 - a status light must never take the unit down
+            pass
+
+    def _cycle_done(self) -> None:
+        """After each blink cycle; the mock trims its pin's history here."""
+
+    def close(self) -> None:
+        self._stop.set()
+        self._changed_pattern.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+        device, self._device = self._device, None
+        if device is not None:
+            device.off()
+            device.close()
+
+
+def open_input(role: str, pin: int, active_high: bool, bounce_s, pin_factory):
+    """A gpiozero DigitalInputDevice pulled to its inactive level; HardwareError in one line."""
+    try:
+        from gpiozero import DigitalInputDevice
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return DigitalInputDevice(pin, pull_up=not active_high, bounce_time=bounce_s,
+                                      pin_factory=pin_factory)
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise HardwareError(f"cannot open GPIO{pin} for input {role}: {reason}") from exc

@@ -1,28 +1,42 @@
 """Mock hardware: a real backend that remembers what happened.
 
-Relays drive real gpiozero devices on a `MockFactory`, so pin states can be
-read back as on a Pi; the speaker writes one WAV per playback and paces itself
-like a sound card. Everything is recorded on one `Timeline`, in memory for
-tests in this process and as JSON lines in `hardware.jsonl` for tests that
-watch a daemon running in another process.
+Relays, inputs and the status LED drive real gpiozero devices on a `MockFactory`,
+so pin states can be read back (and inputs driven) as on a Pi; the speaker writes
+one WAV per playback and paces itself like a sound card; a serial device without a
+port gets its simulator on a pty (`simulators["amplifier"|"gps"|"modem"]`), which
+the real drivers talk to. Everything is recorded on one `Timeline`, in memory for
+tests in this process and as JSON lines in `hardware.jsonl` for tests that watch a
+daemon running in another process.
 """
 
 import json
+import logging
+import os
 import re
+import shutil
+import tempfile
 import threading
 import wave
 from pathlib import Path
 
-from gpiozero.pins.mock import MockFactory
+from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
 from audio import AudioSink
 from loaxa.errors import HardwareError
 
-from ._api import HardwareFactory, Relay
-from ._gpio import GpioRelay
+from ._api import HardwareFactory, InputLine, Relay, StatusLed
+from ._gpio import GpioInput, GpioRelay, GpioStatusLed
 from .clock import Clock, SystemClock
+from .probes import MockProbes
+
+log = logging.getLogger("loaxa.mock")
 
 TIMELINE_FILE = "hardware.jsonl"
+FAULTS_ENV = "LOAXA_MOCK_FAULTS"
+SIMULATED = ("amplifier", "gps", "modem")
+INPUT_ROLES = ("fault", "door", "button_test", "button_stop")
+_FAULT_STEP = re.compile(
+    r"(?P<part>[a-z_]+):(?P<action>[a-z_]+)(?:=(?P<cause>[a-z_]+))?@(?P<after>\d+(?:\.\d+)?)s?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 MAX_LABEL = 120
 
@@ -95,6 +109,40 @@ class MockRelay(GpioRelay):
 
     def _changed(self, on: bool) -> None:
         self.timeline.record("relay", role=self.role, pin=self.pin, on=on)
+
+
+class MockInput(GpioInput):
+    """An input on a MockFactory pin (drive it with `pin_factory.pin(n).drive_high()`);
+    every change is recorded on the timeline before handlers run."""
+
+    def __init__(self, role: str, pin: int, *, pin_factory: MockFactory, timeline: Timeline,
+                 active_high: bool = True, bounce_s: float | None = None):
+        self.timeline = timeline
+        super().__init__(role, pin, active_high, pin_factory, bounce_s)
+
+    def _changed(self, active: bool) -> None:
+        self.timeline.record("input", role=self.role, pin=self.pin, active=active)
+        super()._changed(active)
+
+
+class MockStatusLed(GpioStatusLed):
+    """The status LED on a MockFactory pin; each pattern change is recorded (not each blink)."""
+
+    MAX_PIN_HISTORY = 1000  # MockPin keeps every state change; a blinking LED must not grow it forever
+
+    def __init__(self, pin: int, *, pin_factory: MockFactory, timeline: Timeline,
+                 active_high: bool = True):
+        self.timeline = timeline
+        super().__init__(pin, active_high, pin_factory)
+
+    def _show(self, pattern: str) -> None:
+        self.timeline.record("led", pattern=pattern)
+        super()._show(pattern)
+
+    def _cycle_done(self) -> None:
+        device = self._device
+        if device is not None and len(device.pin.states) > self.MAX_PIN_HISTORY:
+            device.pin.clear_states()
 
 
 class MockSpeaker(AudioSink):
@@ -193,27 +241,150 @@ def safe_label(label: str) -> str:
     return stem or "playback"
 
 
+def parse_fault_plan(text: str) -> list[dict]:
+    """`LOAXA_MOCK_FAULTS`: comma-separated `part:action[=cause]@seconds`, e.g.
+    `amplifier:protect=short@45,amplifier:clear@90,gps:lost@30,door:on@60,door:off@70`.
+
+    Parts: the simulators (amplifier, gps, modem; actions are their `fail()` names, or
+    `clear`) and the inputs (fault, door, button_test, button_stop; actions `on`, `off`).
+    Seconds count from the factory's start. HardwareError names a bad step.
+    """
+    plan = []
+    for step in filter(None, (part.strip() for part in text.split(","))):
+        match = _FAULT_STEP.fullmatch(step)
+        part = match and match["part"]
+        if not match or part not in SIMULATED + INPUT_ROLES or (
+                part in INPUT_ROLES and match["action"] not in ("on", "off")):
+            raise HardwareError(f"${FAULTS_ENV}: cannot read {step!r} (like 'amplifier:protect=short@45' "
+                                f"or 'door:on@60'; parts: {', '.join(SIMULATED + INPUT_ROLES)})")
+        plan.append({"part": part, "action": match["action"], "cause": match["cause"],
+                     "after_s": float(match["after"])})
+    return plan
+
+
 class MockHardware(HardwareFactory):
-    """Mock relays and speaker on one MockFactory and one Timeline (`output_dir/hardware.jsonl`)."""
+    """Mock parts on one MockFactory and one Timeline (`output_dir/hardware.jsonl`).
+
+    `simulators` holds the simulator started for each serial device asked for
+    without a port ("amplifier", "gps", "modem"); tell them to fail with their
+    `fail(...)`. The amplifier simulator is fed by the "amp_power" relay, if one
+    was made: with the mains relay off it is dead, as a real amplifier is.
+    `amp_boot_s` is how long it takes to answer after mains on. `faults` (default
+    `$LOAXA_MOCK_FAULTS`) schedules failures for a demo: see `parse_fault_plan`.
+    """
 
     mock = True
 
-    def __init__(self, output_dir, *, speed: float = 1.0, clock: Clock | None = None):
+    def __init__(self, output_dir, *, speed: float = 1.0, clock: Clock | None = None,
+                 amp_boot_s: float = 0.2, gps_interval_s: float = 1.0, faults: str | None = None):
         if not speed > 0:
             raise ValueError(f"mock speed must be > 0, got {speed}")
         super().__init__(clock)
         self.output_dir = Path(output_dir)
         self.speed = speed
+        self.amp_boot_s, self.gps_interval_s = amp_boot_s, gps_interval_s
         self.timeline = Timeline(self.output_dir / TIMELINE_FILE, self.clock)
         self.pin_factory = MockFactory()
+        self.simulators: dict = {}
+        self._relays: dict[str, Relay] = {}
+        self._inputs: dict[str, InputLine] = {}
+        self._sim_dir = None
+        plan = parse_fault_plan(os.environ.get(FAULTS_ENV, "") if faults is None else faults)
+        self._fault_timers = [threading.Timer(step["after_s"], self._inject, args=(step,))
+                              for step in plan]
+        for timer in self._fault_timers:
+            timer.daemon = True
+            timer.start()
+
+    def wire(self, output_pin: int, input_pin: int) -> None:
+        """Join two pins with a jumper wire (before either is used): the output drives the input."""
+        self.pin_factory.pin(output_pin, pin_class=MockConnectedPin,
+                             input_pin=self.pin_factory.pin(input_pin))
 
     def _make_relay(self, role: str, pin: int, active_high: bool) -> Relay:
-        return MockRelay(role, pin, pin_factory=self.pin_factory, timeline=self.timeline,
-                         active_high=active_high)
+        relay = MockRelay(role, pin, pin_factory=self.pin_factory, timeline=self.timeline,
+                          active_high=active_high)
+        self._relays[role] = relay
+        return relay
+
+    def _make_input(self, role: str, pin: int, active_high: bool, bounce_s) -> InputLine:
+        line = MockInput(role, pin, pin_factory=self.pin_factory, timeline=self.timeline,
+                         active_high=active_high, bounce_s=bounce_s)
+        self._inputs[role] = line
+        return line
+
+    def drive(self, role: str, active: bool) -> None:
+        """Set the input of `role` to its active (or inactive) level, as its switch would."""
+        line = self._inputs.get(role)
+        if line is None:
+            raise HardwareError(f"mock: no input {role!r} made yet")
+        pin = self.pin_factory.pin(line.pin)
+        (pin.drive_high if active == line.active_high else pin.drive_low)()
+
+    def _inject(self, step: dict) -> None:
+        """One step of the fault plan."""
+        if self._closed:
+            return
+        part, action = step["part"], step["action"]
+        self.timeline.record("mock.fault", part=part, action=action, cause=step["cause"])
+        log.warning("mock fault plan: %s %s%s", part, action, f" ({step['cause']})" if step["cause"] else "")
+        try:
+            if part in INPUT_ROLES:
+                self.drive(part, action == "on")
+                return
+            sim = self.simulators.get(part)
+            if sim is None:
+                raise HardwareError(f"mock: no {part} simulator running")
+            if action == "clear":
+                sim.clear()
+            elif step["cause"]:
+                sim.fail(action, cause=step["cause"])
+            else:
+                sim.fail(action)
+        except (HardwareError, ValueError, TypeError) as exc:
+            log.warning("mock fault plan: %s", exc)
+
+    def _make_status_led(self, pin: int, active_high: bool) -> StatusLed:
+        return MockStatusLed(pin, pin_factory=self.pin_factory, timeline=self.timeline,
+                             active_high=active_high)
 
     def _make_speaker(self) -> MockSpeaker:
         return MockSpeaker(self.output_dir, self.timeline, self.clock, self.speed)
 
+    def _make_probes(self) -> MockProbes:
+        return MockProbes(self.timeline)
+
+    def _simulated_port(self, kind: str) -> str:
+        from .sim import AmplifierSimulator, GpsSimulator, ModemSimulator
+
+        if kind in self.simulators:
+            raise HardwareError(f"mock {kind} simulator already in use")
+        if self._sim_dir is None:
+            self._sim_dir = tempfile.mkdtemp(prefix="loaxa-sim-")
+        # A stable path, like udev's /dev/serial/by-id/ link: the same after an unplug.
+        link = Path(self._sim_dir) / f"tty-{kind}"
+        if kind == "amplifier":
+            sim = AmplifierSimulator(link_path=link, boot_s=self.amp_boot_s, mains=self._mains_on,
+                                     timeline=self.timeline)
+        elif kind == "gps":
+            sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s)
+        else:
+            sim = ModemSimulator(link_path=link)
+        self.simulators[kind] = sim.start()
+        self._parts.append((sim, sim.close))
+        return sim.port
+
+    def _mains_on(self) -> bool:
+        relay = self._relays.get("amp_power")
+        try:
+            return True if relay is None else relay.is_on
+        except HardwareError:
+            return False
+
     def _close_backend(self) -> None:
+        for timer in self._fault_timers:
+            timer.cancel()
         self.pin_factory.close()
         self.timeline.close()
+        if self._sim_dir is not None:
+            shutil.rmtree(self._sim_dir, ignore_errors=True)

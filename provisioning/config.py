@@ -9,6 +9,9 @@ problem, each starting with its dotted key:
     broker.urll: unknown key (did you mean 'url'?)
     amplifier.baudrate: expected an integer, got 'fast'
 
+From a file, `load_config` adds the line each key is on (provisioning/locate.py):
+`broker.urll (line 7): unknown key (did you mean 'url'?)`.
+
 The schema (`SCHEMA` below) is the one place that says which keys exist, their types
 and their defaults; `loaxa config show` prints the effective values.
 
@@ -27,7 +30,11 @@ Choices where SPEC is silent (the README's config section repeats them):
   absolute. `broker.password_file` and `broker.ca_file` must exist and be readable.
 - Extensions: `hardware.mock_speed` (number > 0, default 1.0: the mock speaker plays
   this many times faster than real time) and `unit.media_dir` (default "media": the
-  media cache).
+  media cache). Hardware (docs/hardware.md): `gpio.door` (16), `gpio.button_test` (26),
+  `gpio.button_stop` (13), `gpio.active_low` (role names, "zones", or pins; default none:
+  every line active-high), `amplifier.driver` ("auto": LXA1 over `port` or the mock's
+  simulator, else relay-only; "lxa1"; "relay"), `amplifier.input` (1), `amplifier.volume`
+  (0-100, default 100).
 - Ranges: `audio.lufs` -40 to -5, `amplifier.baudrate` 50 to 4000000, `warmup_s` and
   `cooldown_s` >= 0, GPIO pins are BCM 0-27 and no pin serves two roles.
 - A UTF-8 byte order mark at the start of the file is accepted (Windows editors add one).
@@ -112,6 +119,9 @@ class HardwareConfig:
 class AudioConfig:
     device: str
     lufs: float
+    cache_budget_mb: int = 2048
+    max_media_mb: int = 200
+    max_media_s: float = 10800.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,9 @@ class AmplifierConfig:
     baudrate: int
     warmup_s: float
     cooldown_s: float
+    driver: str = "auto"
+    input: int = 1
+    volume: int = 100
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,10 @@ class GpioConfig:
     zones: tuple[int, ...]
     fault: int
     status_led: int
+    door: int = 16
+    button_test: int = 26
+    button_stop: int = 13
+    active_low: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -404,6 +421,15 @@ def _key_label(name: str) -> str:
 _pin = _integer(0, MAX_GPIO_PIN)
 
 
+def _pin_or_role(value):
+    """An entry of gpio.active_low: a BCM pin number or a role name (checked against the roles later)."""
+    if isinstance(value, str):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+            _fail(f"expected a role name like 'mute' or 'zone2', got {value!r}")
+        return value
+    return _pin(value)
+
+
 # ---------------------------------------------------------------- the schema
 
 REQUIRED = object()     # the key has no default
@@ -452,12 +478,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "audio": {
         "device": Key(_nonempty_string, "default"),
         "lufs": Key(_number(-40, -5), -16.0),
+        # The media cache (docs/audio.md): disk budget, and limits on one file.
+        "cache_budget_mb": Key(_integer(16), 2048),
+        "max_media_mb": Key(_integer(1), 200),
+        "max_media_s": Key(_number(1), 10800.0),
     },
     "amplifier": {
         "port": Key(_port, None),
         "baudrate": Key(_integer(50, 4_000_000), 9600),
         "warmup_s": Key(_number(0), 3.0),
         "cooldown_s": Key(_number(0), 30.0),
+        # hw (issue 4): "auto" = LXA1 over `port` (or the mock's simulator), else relay-only.
+        "driver": Key(_choice("auto", "lxa1", "relay"), "auto"),
+        "input": Key(_integer(1, 16), 1),
+        "volume": Key(_integer(0, 100), 100),
     },
     "gps": {
         "port": Key(_port, None),
@@ -471,6 +505,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "zones": Key(_list_of(_pin, "BCM pin numbers"), (22, 23)),
         "fault": Key(_pin, 24),
         "status_led": Key(_pin, 25),
+        "door": Key(_pin, 16),
+        "button_test": Key(_pin, 26),
+        "button_stop": Key(_pin, 13),
+        "active_low": Key(_list_of(_pin_or_role, "role names or BCM pin numbers"), ()),
     },
 }
 
@@ -528,8 +566,12 @@ def load_config(path, *, environ: Mapping[str, str] | None = None) -> Config:
     """Read and check a config.toml; raises ConfigError naming the file."""
     path = Path(path)
     data = _read_toml(path)
-    return _build(data, path.absolute().parent, str(path), path.absolute(),
-                  os.environ if environ is None else environ)
+    try:
+        return _build(data, path.absolute().parent, str(path), path.absolute(),
+                      os.environ if environ is None else environ)
+    except ConfigError as exc:  # each problem with its line in the file (provisioning/locate.py)
+        from provisioning.locate import errors_with_lines
+        raise ConfigError(errors_with_lines(exc.errors, path), exc.source) from None
 
 
 def _read_toml(path: Path) -> dict:
@@ -555,6 +597,7 @@ def _build(data, base_dir: Path, label: str, source: Path | None, environ) -> Co
     _resolve_paths(reading.values, base_dir)
     _check_files(reading)
     _check_pin_roles(reading)
+    _check_active_low(reading)
     if reading.errors:
         raise ConfigError(reading.errors, label)
     return _make_config(reading.values, source)
@@ -658,9 +701,27 @@ def _pin_roles(reading: _Reading) -> list[tuple[str, int]]:
             continue  # already reported; its default would only add a false clash
         if name == "zones":
             roles += [(f"zones[{index}]", pin) for index, pin in enumerate(gpio["zones"])]
+        elif name == "active_low":
+            continue  # not a pin: which pins are active-low (_check_active_low)
         else:
             roles.append((name, gpio[name]))
     return roles
+
+
+def _check_active_low(reading: _Reading) -> None:
+    """Each gpio.active_low entry must name a role (or `zones`, `zone1`...) or a pin in use."""
+    gpio = reading.values["gpio"]
+    zones = gpio.get("zones", ())
+    names = [name for name in SCHEMA["gpio"] if name != "active_low"]
+    names += [f"zone{n}" for n in range(1, len(zones) + 1)]
+    pins = {pin for name, pin in gpio.items() if isinstance(pin, int)} | set(zones)
+    for index, entry in enumerate(gpio.get("active_low", ())):
+        key = f"gpio.active_low[{index}]"
+        if isinstance(entry, str) and entry not in names:
+            hint = _did_you_mean(entry, names) or f" (roles: {', '.join(names)})"
+            reading.error(key, f"no role {entry!r}{hint}")
+        elif isinstance(entry, int) and entry not in pins:
+            reading.error(key, f"pin {entry} has no role in [gpio]")
 
 
 def _make_config(values: dict, source: Path | None) -> Config:

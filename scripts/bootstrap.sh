@@ -16,6 +16,8 @@ need() { # need <package> <test command...>
 need ffmpeg command -v ffmpeg
 need mosquitto test -x /usr/sbin/mosquitto -o -x /usr/bin/mosquitto
 need mosquitto-clients command -v mosquitto_sub
+# aplay plays on the Pi (audio/alsa.py); the tests run it against ALSA's null device.
+need alsa-utils command -v aplay
 if [ "$PURPOSE" = test ]; then
     need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
 fi

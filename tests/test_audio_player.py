@@ -1,4 +1,6 @@
-"""The block player through the mock speaker, and the aplay sink with stand-in players."""
+"""The block player through the mock speaker: blocks, volume, fades, and starting on time.
+
+The aplay sink has its own file, test_audio_alsa.py."""
 
 import threading
 import time
@@ -8,7 +10,7 @@ import wave
 
 import pytest
 
-from audio import OUTPUT_FORMAT, AlsaSink, PcmFormat, builtin_wav, play_files, volume_gain
+from audio import OUTPUT_FORMAT, PcmFormat, builtin_wav, play_files, volume_gain, wait_until
 from audio.player import FADE_S, scale, scale_array
 from hw.mock import MockSpeaker, Timeline
 from loaxa.errors import HardwareError, MediaError
@@ -217,78 +219,108 @@ def test_player_imports_audioop_quietly():
         importlib.reload(audio.player)
 
 
-# --- the aplay sink ------------------------------------------------------------
+# --- starting at the scheduled time -------------------------------------------------
 
-def test_alsa_command_shape():
-    assert AlsaSink().command() == ["aplay", "-q", "-D", "default", "-t", "raw", "-f", "S16_LE",
-                                    "-r", "48000", "-c", "1"]
-    assert AlsaSink("plughw:CARD=Headphones,DEV=0").command()[3] == "plughw:CARD=Headphones,DEV=0"
-    assert AlsaSink(fmt=PcmFormat(44100, 2, 2)).command()[-4:] == ["-r", "44100", "-c", "2"]
+class FakeClock:
+    """Wall and monotonic time that advance only when somebody sleeps: no real waiting."""
+
+    def __init__(self, start=1_800_000_000.0):
+        self.now = start
+        self.sleeps = []
+
+    def time(self):
+        return self.now
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+
+    def source(self):
+        return "system"
 
 
-def fake_aplay(folder, body):
-    """An executable standing in for aplay: `body` runs with $out = the -D argument."""
-    script = folder / "aplay"
-    script.write_text("#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = -D ] && out=$2; shift; done\n"
-                      + body + "\n")
-    script.chmod(0o755)
-    return str(script)
-
-
-def test_alsa_sink_feeds_the_player_process(tmp_path):
-    out = tmp_path / "card.raw"
-    sink = AlsaSink(str(out), aplay=fake_aplay(tmp_path, 'cat > "$out"'))
+def test_first_sample_at_start_at_with_a_real_clock(tmp_path, timeline):
+    speaker = MockSpeaker(tmp_path / "played", timeline, speed=FAST)
     src = write_wav(tmp_path / "a.wav", 0.5)
+    start_at = time.time() + 0.3
 
-    assert play_files(sink, "x", [src], threading.Event(), volume=None) == 0.5
-    assert out.read_bytes() == read_pcm(src)
-    sink.close()  # again: a no-op
+    played = play_files(speaker, "on-time", [src], threading.Event(), start_at=start_at)
 
-
-def test_alsa_sink_reports_a_dying_player(tmp_path):
-    sink = AlsaSink("hw:9", aplay=fake_aplay(
-        tmp_path, 'echo "aplay: main:831: audio open error: No such device" >&2; exit 1'))
-    sink.open("x")
-    with pytest.raises(HardwareError) as caught:
-        for _ in range(200):  # the pipe takes a little before the reader is known dead
-            sink.write(b"\0\0" * 960)
-            time.sleep(0.005)
-        sink.close()
-    assert "No such device" in str(caught.value) and "hw:9" in str(caught.value)
-    sink.close()
+    assert played == pytest.approx(0.5)
+    opened = timeline.events("speaker.open")[0]["t"]
+    first = timeline.events("speaker.first_sample")[0]["t"]
+    assert opened < start_at - 0.2  # everything slow happened before the wait
+    assert first - start_at == pytest.approx(0.0, abs=0.05)  # bench_start_accuracy: p99 <= 20 ms
 
 
-def test_alsa_sink_abort_kills_the_player(tmp_path):
-    sink = AlsaSink(str(tmp_path / "out.raw"), aplay=fake_aplay(tmp_path, "exec sleep 30"))
-    sink.open("x")
+def test_start_at_on_an_injected_clock(tmp_path):
+    clock = FakeClock()
+    timeline = Timeline(clock=clock)
+    speaker = MockSpeaker(tmp_path / "played", timeline, clock, speed=FAST)
+    start_at = clock.now + 42.0
+
+    play_files(speaker, "x", [write_wav(tmp_path / "a.wav", 0.2)], threading.Event(),
+               start_at=start_at, clock=clock)
+
+    first = timeline.events("speaker.first_sample")[0]["t"]
+    assert start_at <= first < start_at + 0.002
+    assert max(clock.sleeps[:-1]) <= 0.05  # coarse steps: a stop is noticed within one
+
+
+def test_a_stop_while_waiting_plays_nothing(tmp_path, timeline):
+    speaker = MockSpeaker(tmp_path / "played", timeline, speed=FAST)
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
     started = time.monotonic()
-    sink.abort()
-    sink.abort()
-    sink.close()
-    assert time.monotonic() - started < 5
+
+    played = play_files(speaker, "x", [write_wav(tmp_path / "a.wav", 0.5)], stop,
+                        start_at=time.time() + 30)
+
+    assert played == 0.0 and time.monotonic() - started < 1.0
+    assert timeline.events("speaker.first_sample") == []
+    assert timeline.events("speaker.close")[-1]["aborted"] is True
+    assert not speaker.is_open
 
 
-def test_alsa_sink_abort_from_another_thread_ends_a_blocked_playback(tmp_path):
-    # The stand-in never reads: writes block once the pipe is full, as on a stuck card.
-    sink = AlsaSink(str(tmp_path / "out.raw"), aplay=fake_aplay(tmp_path, "exec sleep 30"))
-    threading.Timer(0.3, sink.abort).start()
+def test_a_start_time_already_past_plays_at_once(tmp_path, speaker, timeline):
     started = time.monotonic()
-    with pytest.raises(HardwareError, match="aborted") as caught:
-        play_files(sink, "x", [write_wav(tmp_path / "a.wav", 5.0)], threading.Event())
-    assert time.monotonic() - started < 5
-    assert caught.value.played_s < 1.0
+    play_files(speaker, "late", [write_wav(tmp_path / "a.wav", 0.2)], threading.Event(),
+               start_at=time.time() - 5)
+    assert time.monotonic() - started < 1.0
+    assert len(timeline.events("speaker.first_sample")) == 1
 
 
-def test_alsa_sink_without_aplay(tmp_path):
-    sink = AlsaSink(aplay=str(tmp_path / "no-such-aplay"))
-    with pytest.raises(HardwareError, match="alsa-utils"):
-        sink.open("x")
-    sink.close()
+def test_bad_files_are_refused_before_any_wait(tmp_path, speaker):
+    started = time.monotonic()
+    with pytest.raises(MediaError):
+        play_files(speaker, "x", [tmp_path / "missing.wav"], threading.Event(), start_at=time.time() + 30)
+    assert time.monotonic() - started < 1.0
 
 
-def test_alsa_sink_write_before_open():
-    with pytest.raises(HardwareError):
-        AlsaSink().write(b"\0\0")
+def test_offset_resumes_inside_the_second_file_and_its_repeat(tmp_path, speaker):
+    a = write_wav(tmp_path / "a.wav", 1.0, freq=440)
+    b = write_wav(tmp_path / "b.wav", 0.5, freq=880)
+    played = play_files(speaker, "resumed", [a, b], threading.Event(), repeat=2, offset_s=1.25)
+    assert played == pytest.approx(3.0 - 1.25)
+    # What plays first is b from 0.25 s on: its samples, bit for bit.
+    assert read_pcm(speaker.path)[:2 * 4800] == read_pcm(b)[2 * 12000:2 * 16800]
+
+
+def test_offset_past_the_end_plays_nothing(tmp_path, speaker):
+    a = write_wav(tmp_path / "a.wav", 0.5)
+    assert play_files(speaker, "x", [a], threading.Event(), offset_s=9.0) == 0.0
+
+
+def test_wait_until_lands_on_time():
+    target = time.time() + 0.15
+    assert wait_until(target, threading.Event()) is True
+    assert time.time() - target == pytest.approx(0.0, abs=0.05)
+    stopped = threading.Event()
+    stopped.set()
+    assert wait_until(time.time() + 10, stopped) is False
 
 
 def read_pcm(path):

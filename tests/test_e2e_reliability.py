@@ -90,3 +90,29 @@ def test_kill_9_during_playback_reports_interrupted_with_seconds_played(rig):
     finally:
         again.stop()
         watch.close()
+
+
+def test_amplifier_protect_during_playback_makes_the_unit_safe(rig):
+    """A fault mid-bulletin: audio stops, the amplifier goes off, an event and a `failed` playlog."""
+    import os
+    watch = rig.broker.collector(f"loaxa/unit/{UNIT}/#")
+    env = dict(os.environ, LOAXA_MOCK_FAULTS="amplifier:protect=short@14")
+    unit = UnitProcess(rig.config, env=env)
+    try:
+        unit.wait_console("connected to broker")
+        at = datetime.now(TZ).replace(microsecond=0) + timedelta(seconds=8)
+        push(rig, schedule_doc(rig.server, items=[{"id": "dai", "play": ["dai"], "at": at.isoformat()}],
+                               media={"dai": rig.server.media_entry("long.mp3")}))
+        _, payload = watch.wait_for(lambda t, p: t.endswith("/playlog"), 40)
+        record = json.loads(payload)
+        assert record["outcome"] == "failed" and "amplifier" in record["reason"], record
+        assert 1.0 <= record["played_s"] < record["expected_s"]
+        fault = watch.wait_for(lambda t, p: t.endswith("/event") and json.loads(p)["kind"] == "amp.fault", 10)
+        assert json.loads(fault[1])["detail"]
+        events = hardware_log(rig.output)
+        closed = [e for e in events if e["kind"] == "speaker.close"][-1]
+        power = [e for e in events if e["kind"] == "relay" and e["role"] == "amp_power"]
+        assert power[-1]["on"] is False and power[-1]["t"] >= closed["t"] - 0.5  # safe state
+    finally:
+        unit.stop()
+        watch.close()

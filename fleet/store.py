@@ -1,0 +1,129 @@
+"""Writing batches into the fleet database and reading them back for status and reports.
+
+`FleetStore.write(batch)` commits one `fleet.ingest.Batch` in one transaction:
+playlogs, events, replies and schedule versions are inserted unless their key is
+already there (a message the broker sent again after a collector restart is a
+no-op); units are upserted, `last_seen` only ever moving forward. Rows are written
+in key order so that two collectors writing to one PostgreSQL never deadlock.
+"""
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, case, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from fleet.db import (bad_messages, events, playlogs, replies, schedule_topics, schedule_versions,
+                      units)
+
+__all__ = ["FleetStore", "UnitRow"]
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    unit: str
+    state: str | None
+    state_ts: str | None
+    boot: str | None
+    version: str | None
+    groups: tuple
+    mock: bool | None
+    health: dict | None
+    health_ts: str | None
+    first_seen: float
+    last_seen: float
+
+
+def _sorted(rows: dict) -> list:
+    return [rows[key] for key in sorted(rows)]
+
+
+class FleetStore:
+    def __init__(self, engine):
+        self.engine = engine
+        self._dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
+
+    def _insert(self, table):
+        return self._dialect.insert(table)
+
+    # ---- writing ----
+    def write(self, batch) -> None:
+        """Commit everything in `batch` at once; raises SQLAlchemyError (nothing written then)."""
+        with self.engine.connect().execution_options(writer=True) as conn, conn.begin():
+            self._write_units(conn, batch)
+            for table, rows in ((playlogs, batch.playlogs), (events, batch.events), (replies, batch.replies),
+                                (schedule_versions, batch.schedule_versions)):
+                if rows:
+                    conn.execute(self._insert(table).on_conflict_do_nothing(), _sorted(rows))
+            self._write_schedule_topics(conn, batch.schedule_topics)
+            if batch.bad:
+                conn.execute(insert(bad_messages), batch.bad)
+
+    def _write_units(self, conn, batch) -> None:
+        if batch.seen:
+            stmt = self._insert(units)
+            newer = stmt.excluded.last_seen > units.c.last_seen
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=[units.c.unit],
+                set_={"last_seen": case((newer, stmt.excluded.last_seen), else_=units.c.last_seen)}),
+                [{"unit": unit, "first_seen": seen, "last_seen": seen} for unit, seen in sorted(batch.seen.items())])
+        for rows, columns in ((batch.states, ("state", "state_ts", "boot", "version", "groups", "mock")),
+                              (batch.health, ("health", "health_ts"))):
+            if rows:
+                stmt = update(units).where(units.c.unit == bindparam("u_unit")).values(
+                    {c: bindparam(f"u_{c}") for c in columns})
+                conn.execute(stmt, [{"u_unit": unit, **{f"u_{c}": row[c] for c in columns}}
+                                    for unit, row in sorted(rows.items())])
+
+    def _write_schedule_topics(self, conn, topics: dict) -> None:
+        cleared = sorted(topic for topic, row in topics.items() if row is None)
+        held = [row for topic, row in sorted(topics.items()) if row is not None]
+        if cleared:
+            conn.execute(delete(schedule_topics).where(schedule_topics.c.topic.in_(cleared)))
+        if held:
+            stmt = self._insert(schedule_topics)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=[schedule_topics.c.topic],
+                set_={c: stmt.excluded[c] for c in ("schedule", "version", "updated_at")}), held)
+
+    # ---- reading ----
+    def units(self) -> list[UnitRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(units).order_by(units.c.unit)).mappings().all()
+        return [_unit_row(row) for row in rows]
+
+    def schedule_versions(self, schedule_id: str) -> list[dict]:
+        """Every version of one schedule seen, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schedule_versions).where(schedule_versions.c.schedule == schedule_id)
+                                .order_by(schedule_versions.c.version)).mappings().all()
+        return [dict(row) for row in rows]
+
+    def schedule_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(schedule_versions.c.schedule).distinct()
+                                     .order_by(schedule_versions.c.schedule)).scalars())
+
+    def plays(self, schedule_id: str, start_ms: int, end_ms: int) -> list[dict]:
+        """Playlogs of one schedule for occurrences scheduled in [start_ms, end_ms)."""
+        columns = [playlogs.c[c] for c in ("id", "unit", "item", "scheduled_ms", "outcome", "played_s")]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*columns).where(
+                playlogs.c.schedule == schedule_id, playlogs.c.scheduled_ms >= start_ms,
+                playlogs.c.scheduled_ms < end_ms)).mappings().all()
+        return [dict(row) for row in rows]
+
+    def counts(self) -> dict:
+        """Rows per table (for logs and tests)."""
+        from sqlalchemy import func
+        with self.engine.connect() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar()
+                    for t in (units, playlogs, events, replies, schedule_versions, schedule_topics, bad_messages)}
+
+
+def _unit_row(row) -> UnitRow:
+    groups = json.loads(row["groups"]) if row["groups"] else []
+    health = json.loads(row["health"]) if row["health"] else None
+    return UnitRow(unit=row["unit"], state=row["state"], state_ts=row["state_ts"], boot=row["boot"],
+                   version=row["version"], groups=tuple(groups), mock=row["mock"], health=health,
+                   health_ts=row["health_ts"], first_seen=row["first_seen"], last_seen=row["last_seen"])

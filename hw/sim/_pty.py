@@ -1,0 +1,155 @@
+"""A device simulator on a pseudo-terminal: the driver opens a real tty and cannot tell.
+
+The simulator holds the master side and a thread that reads it; the driver opens the
+slave path (or `link_path`, a stable symlink to it, as udev's /dev/serial/by-id/ gives
+real adapters) with `serial_for_url`. `unplug()` makes the device vanish the way a
+USB-serial adapter does (the tty goes away, reads and writes fail, the path is gone);
+`replug()` brings a new tty back at the same `link_path`.
+"""
+
+import logging
+import os
+import select
+import threading
+import time
+import tty
+
+log = logging.getLogger("loaxa.sim")
+
+
+class PtySimulator:
+    """Subclasses provide `on_line(line: bytes)` and may override `tick()` (called ~20x/s)."""
+
+    name = "device"
+    tick_s = 0.05
+
+    def __init__(self, *, link_path=None):
+        self.link_path = str(link_path) if link_path else None
+        self._master = self._slave = None
+        self._slave_name = None
+        self._buffer = bytearray()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread = None
+        self.plugged = False
+        self._plug()
+
+    @property
+    def port(self) -> str:
+        """What the driver opens: `link_path` when given, else the tty's own path."""
+        return self.link_path or self._slave_name
+
+    def start(self):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"sim-{self.name}", daemon=True)
+            self._thread.start()
+        return self
+
+    def unplug(self) -> None:
+        """The adapter vanishes: tty closed, path removed."""
+        with self._lock:
+            if not self.plugged:
+                return
+            self.plugged = False
+            for fd in (self._master, self._slave):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._master = self._slave = None
+            if self.link_path:
+                _remove(self.link_path)
+            self._buffer.clear()
+        log.info("simulated %s unplugged", self.name)
+
+    def replug(self) -> None:
+        """The adapter is back (a new tty; the same `link_path`)."""
+        with self._lock:
+            if not self.plugged:
+                self._plug()
+        log.info("simulated %s plugged in at %s", self.name, self.port)
+
+    def send(self, data: bytes) -> None:
+        """Bytes from the device to the driver; dropped while unplugged."""
+        with self._lock:
+            if not self.plugged:
+                return
+            try:
+                os.write(self._master, data)
+            except OSError:
+                pass  # nobody reading and the buffer full: a real UART drops too
+
+    def close(self) -> None:
+        """Stop the thread and remove the tty; safe twice."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(2.0)
+        self.unplug()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    # ---- inside ----
+    def _plug(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(master)
+        tty.setraw(slave)  # no echo, no line discipline until the driver sets its own
+        self._master, self._slave = master, slave
+        self._slave_name = os.ttyname(slave)
+        if self.link_path:
+            _remove(self.link_path)
+            os.symlink(self._slave_name, self.link_path)
+        self.plugged = True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            master = self._master if self.plugged else None
+            if master is None:
+                self._stop.wait(self.tick_s)
+                self._safe(self.tick)
+                continue
+            try:
+                ready, _, _ = select.select([master], [], [], self.tick_s)
+                data = os.read(master, 4096) if ready else b""
+            except (OSError, ValueError, TypeError):
+                data = b""  # unplugged under our feet
+                time.sleep(self.tick_s)
+            if data:
+                self._take(data)
+            self._safe(self.tick)
+
+    def _take(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            ends = [i for i in (self._buffer.find(b"\r"), self._buffer.find(b"\n")) if i >= 0]
+            if not ends:
+                if len(self._buffer) > 1024:
+                    self._buffer.clear()
+                return
+            end = min(ends)
+            line = bytes(self._buffer[:end])
+            del self._buffer[:end + 1]
+            if line:
+                self._safe(self.on_line, line)
+
+    def _safe(self, function, *args) -> None:
+        try:
+            function(*args)
+        except Exception:  # noqa: BLE001 - a simulator bug shows in the log, not as a hang
+            log.exception("simulated %s", self.name)
+
+    def on_line(self, line: bytes) -> None:
+        """One line from the driver."""
+
+    def tick(self) -> None:
+        """Periodic work (a GPS sends its sentences here)."""
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,87 @@
+"""What the provincial broker's admin needs for one unit: its password line and ACL lines.
+
+mosquitto reads users from its `password_file` and access rules from its `acl_file`.
+`password_line()` writes the line `mosquitto_passwd` would (mosquitto 2.0, as on
+Raspberry Pi OS Bookworm: `$7$` = PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt,
+base64), so the admin appends it to the password file and reloads; no need for the
+mosquitto tools on the unit. `acl_lines()` confines the unit as SPEC says: it may
+write only its own report topics and read only its own and its groups' schedule and
+command topics.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+
+from scheduler.targets import expand_groups
+
+HASH_ID = "7"              # mosquitto's id for PBKDF2-SHA512
+ITERATIONS = 101           # mosquitto_passwd's default
+SALT_BYTES = 12
+PASSWORD_BYTES = 24        # 192 bits of randomness: 32 characters of URL-safe base64
+
+REPORT_KINDS = ("state", "health", "playlog", "event", "reply")
+LISTEN_KINDS = ("schedule", "cmd")
+
+
+def generate_password() -> str:
+    """A strong password of URL-safe characters (no quoting trouble in any file)."""
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+def hash_password(password: str, *, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    """`$7$<iterations>$<salt b64>$<hash b64>`, the form mosquitto 2.0 writes and reads."""
+    salt = os.urandom(SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
+    return f"${HASH_ID}${iterations}${_b64(salt)}${_b64(digest)}"
+
+
+def password_line(username: str, password: str, *, salt: bytes | None = None) -> str:
+    """One line for mosquitto's password_file (without the newline)."""
+    if not username or ":" in username or "\n" in username:
+        raise ValueError(f"username {username!r} cannot go into a mosquitto password file")
+    return f"{username}:{hash_password(password, salt=salt)}"
+
+
+def check_password_line(line: str, username: str, password: str) -> bool:
+    """Does `line` (as mosquitto_passwd wrote it) accept this username and password?"""
+    name, _, hashed = line.strip().partition(":")
+    parts = hashed.split("$")
+    if name != username or len(parts) != 5 or parts[1] != HASH_ID:
+        return False
+    try:
+        iterations, salt, expected = int(parts[2]), base64.b64decode(parts[3]), base64.b64decode(parts[4])
+    except (ValueError, binascii.Error):
+        return False
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
+    return hmac.compare_digest(digest, expected)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def report_topics(prefix: str, unit_id: str) -> list[str]:
+    """The topics the unit writes: its own state, health, playlogs, events and replies."""
+    return [f"{prefix}/unit/{unit_id}/{kind}" for kind in REPORT_KINDS]
+
+
+def listen_topics(prefix: str, unit_id: str, groups) -> list[str]:
+    """The topics the unit reads: schedule and cmd of itself, its groups and their ancestors."""
+    owners = [f"unit/{unit_id}"] + [f"group/{path}" for path in expand_groups(groups)]
+    return [f"{prefix}/{owner}/{kind}" for owner in owners for kind in LISTEN_KINDS]
+
+
+def acl_lines(unit_id: str, groups, prefix: str = "loaxa", username: str | None = None) -> list[str]:
+    """The unit's block for mosquitto's acl_file: `user <username>` (default: the unit id),
+    then one `topic` line each.
+
+    Blocks of many units can be concatenated: each `user` line starts a new block.
+    """
+    lines = [f"# loaxa unit {unit_id}", f"user {username or unit_id}"]
+    lines += [f"topic write {topic}" for topic in report_topics(prefix, unit_id)]
+    lines += [f"topic read {topic}" for topic in listen_topics(prefix, unit_id, groups)]
+    return lines

@@ -1,0 +1,117 @@
+"""`loaxa fleet ...` as an operator types it: help, output forms, and one clear line on bad input."""
+
+import json
+from datetime import datetime
+
+import pytest
+
+from fleet.db import open_database
+from fleet.store import FleetStore
+from loaxa.cli import main
+from tests.support.fleet import TZ, playlog_msg, schedule_doc, schedule_msg, state_msg, write
+from tests.support.unit import OperatorKey
+
+AT = datetime(2026, 12, 1, 6, 0, tzinfo=TZ)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A database with one schedule played by one of two units."""
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    key = OperatorKey(tmp_path / "keys")
+    engine = open_database(url)
+    store = FleetStore(engine)
+    doc = schedule_doc("dak-lak/w48", ["group:dak-lak"], [{"id": "sang", "play": ["chime"], "at": AT.isoformat()}],
+                       issued_at=datetime(2026, 11, 30, 8, 0, tzinfo=TZ), valid_days=2)
+    write(store, schedule_msg(key, doc), state_msg("dl-a-01", ["dak-lak/lak/bong-krang"]),
+          state_msg("dl-a-02", ["dak-lak/krong-ana/dray-sap"], "lost"),
+          playlog_msg("dl-a-01", "dak-lak/w48", "sang", AT))
+    engine.dispose()
+    return url
+
+
+def test_help_names_every_fleet_command(capsys):
+    code, out, _ = run(capsys, "fleet", "--help")
+    assert code == 0
+    for name in ("collect", "status", "report", "simulate"):
+        assert name in out
+    code, out, _ = run(capsys, "fleet", "report", "--help")
+    assert code == 0 and '"completed", "partial", "missed", "unknown"' in out
+
+
+WINDOW = ("--from", "2026-11-30", "--to", "2026-12-01")
+
+
+def test_report_forms(capsys, db, tmp_path):
+    code, out, err = run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w48", *WINDOW)
+    assert code == 0, err
+    assert "completed     1 (50.0%)" in out and "unknown 1" in out
+    code, out, _ = run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w48", *WINDOW, "--csv", "-")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("schedule,item,scheduled_at,level,area,targeted,completed")
+    assert lines[1].startswith("dak-lak/w48,sang,2026-12-01T06:00:00+07:00,all,,2,1,0,0,1,50.0")
+    html = tmp_path / "out" / "report.html"
+    html.parent.mkdir()
+    code, out, _ = run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w48", *WINDOW, "--html", str(html))
+    assert code == 0 and f"HTML report written to {html}" in out
+
+
+def test_the_html_report_stands_alone(capsys, db, tmp_path):
+    html = tmp_path / "report.html"
+    assert run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w48", *WINDOW, "--html", str(html))[0] == 0
+    page = html.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "<style>" in page
+    for outside in ("<script", "<link", "src=", "@import", "url("):
+        assert outside not in page
+    assert page.count("http") == page.count('xmlns="http://www.w3.org/2000/svg"')
+    assert "dak-lak/krong-ana" in page and "dak-lak/lak/bong-krang" in page  # districts and communes
+
+
+def test_status_forms(capsys, db):
+    code, out, _ = run(capsys, "fleet", "status", "--db", db)
+    assert code == 0
+    assert out.splitlines()[0] == "2 units: 1 online, 0 offline, 1 lost, 0 unknown; 0 with faults"
+    code, out, _ = run(capsys, "fleet", "status", "--db", db, "--json", "--group", "dak-lak/krong-ana")
+    units = json.loads(out)
+    assert [(u["unit"], u["state"]) for u in units] == [("dl-a-02", "lost")]
+    assert set(units[0]) >= {"unit", "state", "last_seen", "faults", "clock", "queue", "next"}
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["fleet", "status", "--db", "mysql://u@h/db"], 1, "only sqlite and postgresql"),
+    (["fleet", "status", "--db", "sqlite:////nonexistent-folder/fleet.db"], 1, "no fleet database"),
+    (["fleet", "collect", "--db", "sqlite:////nonexistent-folder/fleet.db", "--broker", "mqtt://127.0.0.1:1"], 1,
+     "does not exist"),
+    (["fleet", "status", "--db", "postgresql://nobody@127.0.0.1:1/none"], 1, "database postgresql+psycopg://"),
+    (["fleet", "status", "--group", "Not A Group"], 2, "group path"),
+    (["fleet", "simulate", "--units", "0", "--broker", "mqtt://127.0.0.1:1"], 2, "positive whole number"),
+    (["fleet", "simulate", "--units", "5", "--per-process", "500", "--broker", "mqtt://127.0.0.1:1"], 1,
+     "1024 file descriptors"),
+    (["fleet", "simulate", "--units", "5", "--trust-key", "k=bad", "--broker", "mqtt://127.0.0.1:1"], 1,
+     "--trust-key k"),
+    (["fleet", "simulate", "--units", "5"], 1, "give --broker URL"),
+    (["fleet", "report"], 2, "--schedule"),
+])
+def test_bad_input_is_one_clear_line(capsys, argv, code, message):
+    got, out, err = run(capsys, *argv)
+    assert got == code, err
+    assert message in err and "Traceback" not in err
+    if code == 1:
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_report_of_an_unknown_schedule_or_window(capsys, db):
+    code, _, err = run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w49")
+    assert code == 1 and "not been seen by the collector; known: dak-lak/w48" in err
+    code, _, err = run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w48", "--from", "yesterday")
+    assert code == 1 and "--from/--to" in err
+    code, _, err = run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w48",
+                       "--from", "2026-12-02", "--to", "2026-12-01")
+    assert code == 1 and "window is empty" in err
