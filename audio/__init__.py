@@ -12,12 +12,13 @@ from .alsa import AlsaSink, list_devices
 from .builtin import BUILTIN, builtin_wav
 from .ffmpeg import PcmDecoder, decode_to_wav, duration_s, probe_file
 from .player import play_files, volume_gain, wait_until
+from .isolated import PrepareCancelled, PrepareCrashed, prepare_isolated
 from .stream import ItemResult, StreamResult, play_item, play_stream
 
 # Preparation needs numpy (some 15 MB and a noticeable start-up on a Pi): imported on
 # first use, so `loaxa schedule ...` or a unit that only plays never pays for it.
 _LAZY = {name: ".preparation" for name in
-         ("PrepareCancelled", "Prepared", "prepare")}
+         ("Prepared", "prepare")}
 
 
 def __getattr__(name):
@@ -32,6 +33,7 @@ DEMO_BULLETIN = Path(__file__).resolve().parent / "data" / "demo-bulletin.ogg"
 __all__ = [
     "AlsaSink", "AudioSink", "BUILTIN", "CEILING_DBTP", "DEFAULT_LUFS", "DEMO_BULLETIN",
     "ItemResult", "OUTPUT_FORMAT", "PREPARE_VERSION", "PcmDecoder", "PcmFormat", "PrepareCancelled",
-    "Prepared", "StreamResult", "builtin_wav", "decode_to_wav", "duration_s", "list_devices",
-    "play_files", "play_item", "play_stream", "prepare", "probe_file", "volume_gain", "wait_until",
+    "PrepareCrashed", "Prepared", "StreamResult", "builtin_wav", "decode_to_wav", "duration_s",
+    "list_devices", "play_files", "play_item", "play_stream", "prepare", "prepare_isolated",
+    "probe_file", "volume_gain", "wait_until",
 ]

@@ -357,7 +357,11 @@ def _pcm_command(source: str, fmt: PcmFormat, sample_format: str, limit_s, strea
         argv += ["-protocol_whitelist", "http,https,tcp,tls,crypto",
                  "-rw_timeout", str(int(io_timeout_s * 1e6)), "-probesize", str(STREAM_PROBE_BYTES),
                  "-analyzeduration", str(STREAM_ANALYZE_US)]
-    argv += ["-i", source, "-map", "0:a:0", "-ac", str(fmt.channels), "-ar", str(fmt.rate)]
+    # rematrix_maxval 1: a downmix that never exceeds full scale, whatever the sample
+    # format. ffmpeg normalises its stereo-to-mono matrix for integer output only, so
+    # without it a float decode of the same file is 3 dB louder than a 16-bit one.
+    argv += ["-i", source, "-map", "0:a:0", "-ac", str(fmt.channels), "-ar", str(fmt.rate),
+             "-rematrix_maxval", "1.0"]
     if limit_s is not None:
         argv += ["-t", f"{limit_s:.3f}"]
     codec = RAW_FORMATS[sample_format][0]

@@ -15,11 +15,14 @@ re-reading a temporary copy on a Pi's SD card. The result is written beside `dst
 and renamed over it, so `dst` is absent, the old file, or the complete new one.
 """
 
+import argparse
+import json
 import math
+import sys
 import threading
 import time
 import wave
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,7 @@ from loaxa.errors import MediaError
 from ._api import CEILING_DBTP, DEFAULT_LUFS, OUTPUT_FORMAT, PREPARE_VERSION, PcmFormat
 from .ffmpeg import (PcmDecoder, _check_length, _commit, _decode_limit, _temp_beside,
                      duration_is_estimated, probe_file)
+from .isolated import EXIT_MEDIA_ERROR, PrepareCancelled
 from .loudness import LoudnessMeter, TruePeakLimiter, db_to_gain, gain_to_db, loudness_after, plan_gain
 
 __all__ = ["CEILING_DBTP", "DEFAULT_LUFS", "PREPARE_VERSION", "PrepareCancelled", "Prepared", "prepare"]
@@ -49,10 +53,6 @@ TIMEOUT_BASE_S = 300.0
 TIMEOUT_PER_AUDIO_S = 1.0
 
 
-class PrepareCancelled(MediaError):
-    """`cancel` was set while preparing (the unit is stopping); nothing was written."""
-
-
 @dataclass(frozen=True)
 class Prepared:
     """What preparation did: lengths in seconds, levels in LUFS / dB / dBTP."""
@@ -64,6 +64,16 @@ class Prepared:
     output_lufs: float | None
     true_peak_dbtp: float  # of the output, as the limiter's 4x oversampling estimates it
     limited_s: float  # seconds of audio during which the limiter held peaks down
+
+    def as_dict(self) -> dict:
+        """JSON-ready: the path as a string, levels rounded to 0.01."""
+        report = asdict(self)
+        report["path"] = str(self.path)
+        for key in ("seconds", "input_lufs", "gain_db", "output_lufs", "true_peak_dbtp", "limited_s"):
+            if report[key] is not None:
+                finite = math.isfinite(report[key])
+                report[key] = round(report[key], 3 if key == "seconds" else 2) if finite else None
+        return report
 
     def summary(self) -> str:
         out = "n/a" if self.output_lufs is None else f"{self.output_lufs:.1f}"
@@ -197,3 +207,28 @@ def _write(wav: wave.Wave_write, block: np.ndarray) -> None:
     np.rint(scaled, out=scaled)
     np.clip(scaled, -32768, 32767, out=scaled)
     wav.writeframesraw(scaled.astype("<i2").tobytes())
+
+
+def main(argv=None) -> int:
+    """`python -m audio.preparation SRC DST [--lufs X] [--ceiling Y] [--max-seconds Z]`:
+    what `audio.isolated.prepare_isolated` runs. The report as one JSON line on stdout;
+    a MediaError as one line on stderr with exit code EXIT_MEDIA_ERROR."""
+    parser = argparse.ArgumentParser(prog="python -m audio.preparation")
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    parser.add_argument("--lufs", type=float, default=DEFAULT_LUFS)
+    parser.add_argument("--ceiling", type=float, default=CEILING_DBTP)
+    parser.add_argument("--max-seconds", type=float, default=None)
+    args = parser.parse_args(argv)
+    try:
+        result = prepare(args.src, args.dst, lufs=args.lufs, ceiling_dbtp=args.ceiling,
+                         max_seconds=args.max_seconds)
+    except MediaError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_MEDIA_ERROR
+    print(json.dumps(result.as_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -162,17 +162,19 @@ def _bench(folder: Path, minutes: float) -> int:
     out = folder / "prepared.wav"
     code = ("import sys; from audio import prepare; "
             "r = prepare(sys.argv[1], sys.argv[2]); print('  ' + r.summary())")
-    wall, rss, exit_code = run_measured([sys.executable, "-c", code, str(src), str(out)])
-    if exit_code != 0:
+    runs = [run_measured([sys.executable, "-c", code, str(src), str(out)]) for _ in range(2)]
+    if any(r[2] != 0 for r in runs):
         print("preparation failed")
         return 1
+    # Best of two for both sides: other work on the machine only ever slows a run down.
+    wall, rss = min(r[0] for r in runs), max(r[1] for r in runs)
     lufs, peak = ebur128(out)
     ratio = wall / base_wall
     rows = [
-        ("plain ffmpeg decode to PCM (baseline)", f"{base_wall:.2f} s, {base_rss:.0f} MB", ""),
-        ("prepare: wall time", f"{wall:.2f} s = {ratio:.1f}x baseline", f"<= {GOAL_RATIO:g}x",
+        ("plain ffmpeg decode to PCM (baseline)", f"{base_wall:.2f} s, {base_rss:.0f} MB", "best of 2"),
+        ("prepare: wall time (best of 2)", f"{wall:.2f} s = {ratio:.1f}x baseline", f"<= {GOAL_RATIO:g}x",
          ratio <= GOAL_RATIO),
-        ("prepare: peak RSS, process tree", f"{rss:.0f} MB", f"<= {GOAL_RSS_MB:g} MB", rss <= GOAL_RSS_MB),
+        ("prepare: peak RSS, process tree (max)", f"{rss:.0f} MB", f"<= {GOAL_RSS_MB:g} MB", rss <= GOAL_RSS_MB),
         ("output loudness (ffmpeg ebur128)", f"{lufs:.1f} LUFS", f"{TARGET_LUFS:g} +-{GOAL_LU:g}",
          abs(lufs - TARGET_LUFS) <= GOAL_LU),
         ("output true peak (ffmpeg ebur128)", f"{peak:.1f} dBTP", f"<= {GOAL_DBTP:g}", peak <= GOAL_DBTP),

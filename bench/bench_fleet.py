@@ -45,7 +45,11 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 RECORDS_GOAL_PER_S = 5000
 ACCEPT_GOAL_S = 10.0
 BROKER_SETTINGS = "max_queued_messages 0\nmax_connections -1"
-SHARED = "$share/loaxa-collectors/loaxa/unit/+/playlog"
+
+
+def shared(group: str) -> str:
+    """Each phase has its own share group: sessions left from an earlier phase would take a share."""
+    return f"$share/{group}/loaxa/unit/+/playlog"
 
 
 # ---- part 1: the collector ----
@@ -112,6 +116,7 @@ class CountingSubscriber:
 
     def __init__(self, broker, client_id: str):
         self.count = 0
+        topic = shared(client_id)
         self.first = self.last = None
         self._target = None
         self.done = threading.Event()
@@ -120,7 +125,7 @@ class CountingSubscriber:
         props.SessionExpiryInterval = 3600
         props.ReceiveMaximum = 2000
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(SHARED, qos=1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.on_message = self._on_message
         self._connect = lambda: self.client.connect(broker.host, broker.port, clean_start=False, properties=props)
@@ -152,7 +157,7 @@ def collector_for(broker, db_url: str, client_id: str):
     from fleet.store import FleetStore
     engine = open_database(db_url)
     return Collector(BrokerOptions(parse_broker_url(broker.url)), FleetStore(engine),
-                     CollectorSettings(client_id=client_id, stats_every_s=3600))
+                     CollectorSettings(client_id=client_id, share_group=client_id, stats_every_s=3600))
 
 
 def wait_for(predicate, timeout: float, step: float = 0.005) -> bool:

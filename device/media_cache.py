@@ -33,7 +33,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from audio import BUILTIN, CEILING_DBTP, DEFAULT_LUFS, OUTPUT_FORMAT, PREPARE_VERSION, builtin_wav
+from audio import (BUILTIN, CEILING_DBTP, DEFAULT_LUFS, OUTPUT_FORMAT, PREPARE_VERSION, PrepareCancelled,
+                   PrepareCrashed, builtin_wav, prepare_isolated)
 from loaxa.errors import MediaError
 from loaxa.fsio import fsync_dir
 
@@ -148,9 +149,10 @@ class MediaCache:
 
     # ---- preparing ----
     def prepare(self, sha256: str, *, cancel=None) -> Path:
-        """Prepare the verified original for air (`audio.prepare`); return the WAV."""
-        from audio import PrepareCancelled, prepare  # numpy: only once something is prepared
+        """Prepare the verified original for air; return the WAV.
 
+        `audio.prepare` runs in a child process (`audio.prepare_isolated`): the daemon
+        never holds numpy or a decode's memory, and a crash there cannot stop the unit."""
         with self._lock_for(sha256):
             prepared = self.prepared_path(sha256)
             if prepared.exists():
@@ -162,18 +164,20 @@ class MediaCache:
                 raise MediaError(f"{sha256[:12]}: not downloaded yet")
             self._check_space(original.stat().st_size, "prepare")
             try:
-                result = prepare(original, prepared, lufs=self.lufs, ceiling_dbtp=CEILING_DBTP,
-                                 max_seconds=self.max_seconds, cancel=cancel)
+                report = prepare_isolated(original, prepared, lufs=self.lufs, ceiling_dbtp=CEILING_DBTP,
+                                          max_seconds=self.max_seconds, cancel=cancel)
             except PrepareCancelled:
                 raise
             except MediaError as exc:
-                if _disk_full(exc):
+                if isinstance(exc, PrepareCrashed) or _disk_full(exc):
                     raise TransientMediaError(str(exc)) from exc
                 # Verified content that does not decode never will: drop it, remember why.
                 self._undecodable[sha256] = f"{sha256[:12]}: {_without_name(str(exc), original)}"
                 original.unlink(missing_ok=True)
                 raise MediaError(self._undecodable[sha256]) from exc
-            log.info("media %s prepared: %s", sha256[:12], result.summary())
+            log.info("media %s prepared: %.1f s, %s LUFS in, gain %+.1f dB, %s dBTP out",
+                     sha256[:12], report["seconds"], report["input_lufs"], report["gain_db"],
+                     report["true_peak_dbtp"])
             return prepared
 
     # ---- fetching ----

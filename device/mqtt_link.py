@@ -133,7 +133,7 @@ class MqttLink:
                         break
                     client.reconnect()
                     self._socket_open = True
-                rc = client.loop(timeout=0.2)
+                rc = client.loop(timeout=1.0)  # paho wakes its select itself on publish
                 self._delete_acked()
             except (OSError, ssl.SSLError, ValueError) as exc:
                 self._connect_failed(exc)

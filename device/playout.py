@@ -154,8 +154,10 @@ class Playout:
         self._amp.power_off()
 
     def _idle_wait(self) -> float:
+        """How long to sleep on the queue: until the cooldown ends, else a while (a new
+        item wakes the queue at once)."""
         left = self._amp.seconds_until_cooldown()
-        return 0.5 if left is None else max(0.05, min(left, 0.5))
+        return 5.0 if left is None else max(0.05, min(left, 5.0))
 
     def _cool_down_if_due(self) -> None:
         if self._amp.seconds_until_cooldown() == 0.0:

@@ -74,18 +74,16 @@ class BadMessage(ValueError):
     """The message cannot become a row; the text says why."""
 
 
-def _json_object(payload: bytes) -> dict:
+def _json_object(payload: bytes) -> tuple[dict, str]:
+    """The object and its text exactly as sent (what the database keeps)."""
     try:
-        doc = json.loads(payload.decode("utf-8"))
+        text = payload.decode("utf-8")
+        doc = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadMessage(f"not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise BadMessage("not a JSON object")
-    return doc
-
-
-def _compact(doc: dict) -> str:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    return doc, text
 
 
 @dataclass
@@ -130,14 +128,14 @@ class Batch:
             raise BadMessage(f"not a unit report topic: {msg.topic}")
         if not UNIT_ID_PATTERN.fullmatch(name):
             raise BadMessage(f"not a unit id: {name!r}")
-        getattr(self, f"_{kind}")(name, msg, _json_object(msg.payload))
+        getattr(self, f"_{kind}")(name, msg, *_json_object(msg.payload))
 
     def _saw(self, unit: str, msg: Received, own_time=None) -> None:
         moment = parse_time(own_time)
         when = msg.received_at if moment is None else min(moment.timestamp(), msg.received_at)
         self.seen[unit] = max(when, self.seen.get(unit, when))
 
-    def _state(self, unit: str, msg: Received, doc: dict) -> None:
+    def _state(self, unit: str, msg: Received, doc: dict, text: str) -> None:
         groups = doc.get("groups")
         if not isinstance(groups, list) or not all(is_group_path(g) for g in groups):
             groups = None
@@ -149,11 +147,11 @@ class Batch:
             "mock": doc.get("mock") if isinstance(doc.get("mock"), bool) else None}
         self._saw(unit, msg, doc.get("ts"))
 
-    def _health(self, unit: str, msg: Received, doc: dict) -> None:
-        self.health[unit] = {"health": _compact(doc), "health_ts": _text(doc.get("ts"), 40)}
+    def _health(self, unit: str, msg: Received, doc: dict, text: str) -> None:
+        self.health[unit] = {"health": text, "health_ts": _text(doc.get("ts"), 40)}
         self._saw(unit, msg, doc.get("ts"))
 
-    def _playlog(self, unit: str, msg: Received, doc: dict) -> None:
+    def _playlog(self, unit: str, msg: Received, doc: dict, text: str) -> None:
         record_id = doc.get("id")
         if not isinstance(record_id, str) or not 0 < len(record_id) <= 64:
             raise BadMessage("playlog without a string id")
@@ -164,24 +162,24 @@ class Batch:
             "outcome": _text(doc.get("outcome"), 16), "reason": _text(doc.get("reason"), 2000),
             "played_s": _number(doc.get("played_s")), "expected_s": _number(doc.get("expected_s")),
             "started_at": _text(doc.get("started_at"), 40), "ended_at": _text(doc.get("ended_at"), 40),
-            "doc": _compact(doc), "received_at": msg.received_at}
+            "doc": text, "received_at": msg.received_at}
         self._saw(unit, msg, doc.get("ended_at"))
 
-    def _event(self, unit: str, msg: Received, doc: dict) -> None:
+    def _event(self, unit: str, msg: Received, doc: dict, text: str) -> None:
         event_id = doc.get("id")
         if not isinstance(event_id, str) or not 0 < len(event_id) <= 64:
             raise BadMessage("event without a string id")
         self.events[event_id] = {
             "id": event_id, "unit": unit, "kind": _text(doc.get("kind"), 64), "ts": _text(doc.get("ts"), 40),
-            "detail": _text(doc.get("detail"), 2000), "doc": _compact(doc), "received_at": msg.received_at}
+            "detail": _text(doc.get("detail"), 2000), "doc": text, "received_at": msg.received_at}
         self._saw(unit, msg, doc.get("ts"))
 
-    def _reply(self, unit: str, msg: Received, doc: dict) -> None:
+    def _reply(self, unit: str, msg: Received, doc: dict, text: str) -> None:
         digest = hashlib.sha256(msg.topic.encode() + b"\0" + bytes(msg.payload)).hexdigest()
         self.replies[digest] = {
             "digest": digest, "unit": unit, "command": _text(doc.get("command"), 128),
             "ok": doc.get("ok") if isinstance(doc.get("ok"), bool) else None,
-            "detail": _text(doc.get("detail"), 2000), "doc": _compact(doc), "received_at": msg.received_at}
+            "detail": _text(doc.get("detail"), 2000), "doc": text, "received_at": msg.received_at}
         self._saw(unit, msg)
 
     def _schedule(self, msg: Received) -> None:

@@ -38,10 +38,16 @@ def _sorted(rows: dict) -> list:
     return [rows[key] for key in sorted(rows)]
 
 
+# `last_seen` is kept to this resolution: in a burst (a backlog after an outage) a
+# unit's row is rewritten once, not once per message.
+SEEN_RESOLUTION_S = 30.0
+
+
 class FleetStore:
     def __init__(self, engine):
         self.engine = engine
         self._dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
+        self._seen_written: dict[str, float] = {}  # unit -> last_seen this store last wrote
 
     def _insert(self, table):
         return self._dialect.insert(table)
@@ -49,8 +55,9 @@ class FleetStore:
     # ---- writing ----
     def write(self, batch) -> None:
         """Commit everything in `batch` at once; raises SQLAlchemyError (nothing written then)."""
+        seen = self._seen_to_write(batch)
         with self.engine.connect().execution_options(writer=True) as conn, conn.begin():
-            self._write_units(conn, batch)
+            self._write_units(conn, batch, seen)
             for table, rows in ((playlogs, batch.playlogs), (events, batch.events), (replies, batch.replies),
                                 (schedule_versions, batch.schedule_versions)):
                 if rows:
@@ -58,15 +65,23 @@ class FleetStore:
             self._write_schedule_topics(conn, batch.schedule_topics)
             if batch.bad:
                 conn.execute(insert(bad_messages), batch.bad)
+        for unit, when in seen.items():
+            self._seen_written[unit] = max(when, self._seen_written.get(unit, when))
 
-    def _write_units(self, conn, batch) -> None:
-        if batch.seen:
+    def _seen_to_write(self, batch) -> dict:
+        """The units whose row is new to this store, or whose last_seen moved on enough."""
+        return {unit: seen for unit, seen in batch.seen.items()
+                if unit in batch.states or unit in batch.health or unit not in self._seen_written
+                or seen - self._seen_written[unit] >= SEEN_RESOLUTION_S}
+
+    def _write_units(self, conn, batch, seen: dict) -> None:
+        if seen:
             stmt = self._insert(units)
             newer = stmt.excluded.last_seen > units.c.last_seen
             conn.execute(stmt.on_conflict_do_update(
                 index_elements=[units.c.unit],
                 set_={"last_seen": case((newer, stmt.excluded.last_seen), else_=units.c.last_seen)}),
-                [{"unit": unit, "first_seen": seen, "last_seen": seen} for unit, seen in sorted(batch.seen.items())])
+                [{"unit": unit, "first_seen": when, "last_seen": when} for unit, when in sorted(seen.items())])
         for rows, columns in ((batch.states, ("state", "state_ts", "boot", "version", "groups", "mock")),
                               (batch.health, ("health", "health_ts"))):
             if rows:

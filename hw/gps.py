@@ -20,6 +20,9 @@ log = logging.getLogger("loaxa.gps")
 
 AUTOBAUD_RATES = (9600, 4800, 38400, 115200, 19200, 57600)  # most common first
 AUTOBAUD_AFTER_S = 3.0  # this long with no valid sentence: try the next speed
+# A GPS only talks (a burst of sentences a second) and nothing else writes to its port,
+# so the reader waits in long slices: fewer wake-ups on an idle unit.
+LISTEN_SLICE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class GpsReceiver:
     def __init__(self, link: SerialLink, *, lost_after_s: float = 10.0,
                  on_event: EventHandler | None = None, autobaud: bool | None = None):
         self.link = link
+        link.read_slice_s = LISTEN_SLICE_S
         self.lost_after_s = lost_after_s
         self.on_event = on_event
         # Only a real device node has a speed to guess; URLs and ptys ignore it.
@@ -143,7 +147,7 @@ class GpsReceiver:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                line = self.link.read_line(time.monotonic() + 0.1)
+                line = self.link.read_line(time.monotonic() + LISTEN_SLICE_S)
             except SerialLinkError:
                 self._stop.wait(0.25)
                 line = None

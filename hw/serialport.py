@@ -23,6 +23,8 @@ import serial
 
 from loaxa.errors import HardwareError
 
+READ_SLICE_S = 0.05  # the longest a read holds the port's lock
+
 try:
     from termios import error as _TermiosError  # tcdrain on a vanished tty raises this, not OSError
 except ImportError:  # not POSIX
@@ -56,8 +58,12 @@ class SerialLink:
     """
 
     def __init__(self, url: str, *, baudrate: int = 9600, name: str = "serial",
-                 reopen_s: float = 1.0, max_line: int = MAX_LINE, exclusive: bool = True):
+                 reopen_s: float = 1.0, max_line: int = MAX_LINE, exclusive: bool = True,
+                 read_slice_s: float = READ_SLICE_S):
+        """`read_slice_s`: the longest one read waits, holding the lock; a port that only
+        listens (a GPS) can afford long slices and wake up less."""
         self.url, self.name, self.baudrate = url, name, baudrate
+        self.read_slice_s = read_slice_s
         self.reopen_s, self.max_line, self.exclusive = reopen_s, max_line, exclusive
         self.generation = 0  # successful opens so far
         self.garbage_bytes = 0  # bytes dropped as overlong lines
@@ -89,7 +95,7 @@ class SerialLink:
     def _open_port(self, now: float) -> None:
         self.open_attempts += 1
         try:
-            port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.05,
+            port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=self.read_slice_s,
                                          write_timeout=1.0, exclusive=self.exclusive)
         except (serial.SerialException, OSError, ValueError) as exc:
             self._last_attempt = now
@@ -136,7 +142,9 @@ class SerialLink:
                 left = deadline - time.monotonic()
                 if left <= 0 and looked:
                     return None
-                self._fill(min(max(left, 0.0), 0.05))  # a past deadline still reads what is there
+                # One fixed wait (a deadline already past still reads what is there): a port
+                # whose timeout never changes is never reprogrammed.
+                self._fill(self.read_slice_s)
                 looked = True
 
     def discard_input(self) -> None:
@@ -159,7 +167,8 @@ class SerialLink:
     def _fill(self, timeout: float) -> None:
         port = self._port
         try:
-            port.timeout = timeout
+            if port.timeout != timeout:  # pyserial reprograms the tty (termios) on every set
+                port.timeout = timeout
             data = port.read(1)
             if data:
                 waiting = port.in_waiting

@@ -34,7 +34,8 @@ Choices where SPEC is silent (the README's config section repeats them):
   `gpio.button_stop` (13), `gpio.active_low` (role names, "zones", or pins; default none:
   every line active-high), `amplifier.driver` ("auto": LXA1 over `port` or the mock's
   simulator, else relay-only; "lxa1"; "relay"), `amplifier.input` (1), `amplifier.volume`
-  (0-100, default 100).
+  (0-100, default 100). Audio (docs/audio.md): `audio.cache_budget_mb` (2048, at least
+  16), `audio.max_media_mb` (200), `audio.max_media_s` (10800).
 - Ranges: `audio.lufs` -40 to -5, `amplifier.baudrate` 50 to 4000000, `warmup_s` and
   `cooldown_s` >= 0, GPIO pins are BCM 0-27 and no pin serves two roles.
 - A UTF-8 byte order mark at the start of the file is accepted (Windows editors add one).

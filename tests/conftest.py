@@ -1,4 +1,10 @@
+import os
+
 import pytest
+
+# Messages default to the technician's language (Vietnamese under a C or unknown locale);
+# the tests read the English source text unless a test asks for another language.
+os.environ.setdefault("LOAXA_LANG", "en")
 
 from tests.support.broker import Broker
 

@@ -1,13 +1,14 @@
 """Preparation before air with real ffmpeg: every codec to -16 LUFS under -1.5 dBTP,
 measured on the output with ffmpeg's own EBU R128 meter; every bad input a MediaError."""
 
+import re
 import subprocess
 import threading
 import wave
 
 import pytest
 
-from audio import OUTPUT_FORMAT, PrepareCancelled, prepare
+from audio import OUTPUT_FORMAT, PrepareCancelled, PrepareCrashed, prepare, prepare_isolated
 from loaxa.errors import MediaError
 from tests.support import bad_media
 from tests.support.media import make_tone, wav_duration
@@ -149,3 +150,38 @@ def test_settings_out_of_range(tmp_path):
         prepare(src, tmp_path / "x.wav", lufs=0)
     with pytest.raises(MediaError, match="ceiling"):
         prepare(src, tmp_path / "x.wav", ceiling_dbtp=1.0)
+
+
+# --- in a child process, as the unit prepares -------------------------------------------
+
+def test_isolated_preparation_reports_like_the_in_process_one(tmp_path):
+    src = make_tone(tmp_path / "tone", 1.0, codec_ext="mp3", level_dbfs=-20)
+    report = prepare_isolated(src, tmp_path / "out.wav", lufs=-18.0)
+    assert report["path"] == str(tmp_path / "out.wav")
+    assert report["output_lufs"] == pytest.approx(-18.0, abs=0.3)
+    assert ebur128(tmp_path / "out.wav")[0] == pytest.approx(-18.0, abs=1.0)
+
+
+def test_isolated_preparation_passes_on_the_reason(tmp_path):
+    with pytest.raises(MediaError) as caught:
+        prepare_isolated(bad_media.ten_hours(tmp_path), tmp_path / "out.wav", max_seconds=10800)
+    assert re.fullmatch(r"ten-hours\.mp3: \d{5}\.\d s long, over the limit of 10800 s", str(caught.value))
+    assert not isinstance(caught.value, PrepareCrashed)
+
+
+def test_isolated_preparation_cancelled(tmp_path):
+    cancel = threading.Event()
+    threading.Timer(0.05, cancel.set).start()
+    with pytest.raises(PrepareCancelled):
+        prepare_isolated(make_tone(tmp_path / "tone", 30.0, codec_ext="flac"), tmp_path / "out.wav",
+                         cancel=cancel)
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_a_crashing_child_is_reported_as_a_crash(tmp_path, monkeypatch):
+    # A real crash: the child process kills itself as Python starts (sitecustomize).
+    (tmp_path / "crash").mkdir()
+    (tmp_path / "crash" / "sitecustomize.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "crash"))
+    with pytest.raises(PrepareCrashed, match="killed by signal 9"):
+        prepare_isolated(make_tone(tmp_path / "tone", 1.0, codec_ext="flac"), tmp_path / "out.wav")

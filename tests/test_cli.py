@@ -99,11 +99,11 @@ def test_config_check_bad_file_lists_every_problem(tmp_path):
     assert_one_clear_line(result)
     assert result.stderr.splitlines() == [
         "loaxa: error: config.toml:",
-        "  brokr: unknown table (did you mean 'broker'?)",
-        "  unit.id: must be 3-64 characters of a-z, 0-9 and '-', not starting with '-' "
+        "  brokr (line 5): unknown table (did you mean 'broker'?)",
+        "  unit.id (line 2): must be 3-64 characters of a-z, 0-9 and '-', not starting with '-' "
         "([a-z0-9][a-z0-9-]{2,63}), got 'X'",
         "  broker.url: required",
-        "  amplifier.baudrate: expected an integer, got 'fast'",
+        "  amplifier.baudrate (line 4): expected an integer, got 'fast'",
     ]
     assert result.stdout == ""
 
@@ -137,7 +137,7 @@ def test_config_check_json(tmp_path):
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert report["ok"] is False and report["path"] == "bad.toml"
-    assert "unit.idd: unknown key (did you mean 'id'?)" in report["errors"]
+    assert "unit.idd (line 2): unknown key (did you mean 'id'?)" in report["errors"]
 
 
 def test_config_show_json_and_toml_agree_and_hide_the_password(tmp_path):

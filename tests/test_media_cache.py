@@ -3,6 +3,8 @@ preparation, bad media, eviction. Real ffmpeg, real files, real sockets."""
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -13,6 +15,7 @@ from scheduler import Media
 from tests.support import bad_media
 from tests.support.http_media import MediaHttpServer
 from tests.support.media import make_tone, wav_duration
+from tests.support.unit import ROOT
 
 
 def sha(data: bytes) -> str:
@@ -214,6 +217,31 @@ def test_bad_media_fails_once_with_a_plain_reason(tmp_path, cache, server, case)
     with pytest.raises(MediaError, match=expected):
         cache.resolve("x", {"x": Media("x", url, digest, len(data) or 1)})
     assert len(server.ranges("x")) == requests
+
+
+def test_a_crash_while_preparing_is_a_passing_fault(tmp_path, cache, server, bulletin, monkeypatch):
+    url, digest = server.add("bt.mp3", bulletin), sha(bulletin)
+    cache.fetch(url, digest, len(bulletin))
+    (tmp_path / "crash").mkdir()  # the preparing child dies as it starts, as if out of memory
+    (tmp_path / "crash" / "sitecustomize.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "crash"))
+    with pytest.raises(TransientMediaError, match="preparation crashed"):
+        cache.prepare(digest)
+    assert cache.has_original(digest) and cache.failure(digest) is None  # kept for the next try
+    monkeypatch.delenv("PYTHONPATH")
+    assert cache.prepare(digest) == cache.prepared_path(digest)
+
+
+def test_the_unit_never_loads_numpy_to_prepare(tmp_path):
+    # The daemon's cache prepares in a child process: its own memory stays at its idle size.
+    code = ("import sys, hashlib; from pathlib import Path; from device.media_cache import MediaCache; "
+            "src = Path(sys.argv[1]); c = MediaCache(Path(sys.argv[2])); "
+            "d = hashlib.sha256(src.read_bytes()).hexdigest(); c.seed(src, d); c.ensure('http://x/y', d); "
+            "print('numpy' in sys.modules)")
+    src = make_tone(tmp_path / "t", 0.5, codec_ext="mp3")
+    result = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "media")],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.stdout.strip() == "False", result.stderr
 
 
 def test_a_schedule_declaring_an_empty_file(cache, server):

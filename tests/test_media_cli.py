@@ -5,6 +5,7 @@ import json
 import os
 import pty
 import subprocess
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -99,7 +100,7 @@ def server():
         yield s
 
 
-def unit_config(tmp_path) -> "Path":
+def unit_config(tmp_path) -> Path:
     path = tmp_path / "unit.toml"
     path.write_text(f"""
 [unit]

@@ -21,7 +21,7 @@ class PtySimulator:
     """Subclasses provide `on_line(line: bytes)` and may override `tick()` (called ~20x/s)."""
 
     name = "device"
-    tick_s = 0.05
+    tick_s = 0.25  # select() wakes on incoming bytes; the tick only paces what the device sends unasked
 
     def __init__(self, *, link_path=None):
         self.link_path = str(link_path) if link_path else None

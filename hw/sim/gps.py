@@ -25,7 +25,7 @@ class GpsSimulator(PtySimulator):
         self.talker, self.interval_s, self.satellites = talker, interval_s, satellites
         self.utc = utc or time.time  # seconds since the epoch the receiver reports
         self.lost = self.silent = False
-        self.tick_s = min(0.05, interval_s / 2)
+        self.tick_s = min(0.25, interval_s / 2)
         self._next = 0.0
         self.epochs_sent = 0
 

@@ -62,18 +62,10 @@ def prepare_media(args) -> int:
 
     result = prepare(args.input, args.out, lufs=args.lufs, max_seconds=args.max_seconds)
     if args.json:
-        print(json.dumps({"output": str(result.path), "seconds": round(result.seconds, 3),
-                          "input_lufs": _round(result.input_lufs), "gain_db": _round(result.gain_db),
-                          "output_lufs": _round(result.output_lufs),
-                          "true_peak_dbtp": _round(result.true_peak_dbtp),
-                          "limited_s": round(result.limited_s, 2)}))
+        print(json.dumps(result.as_dict()))
     else:
         print(f"prepared {result.path}: {result.summary()}")
     return 0
-
-
-def _round(value):
-    return None if value is None else round(value, 2)
 
 
 # ---------------------------------------------------------------- sync
