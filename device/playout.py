@@ -17,7 +17,8 @@ import wave
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from audio import play_files
+from audio import play_files, play_stream
+from audio.player import wait_until
 from device.journal import CountingSink
 from device.messages import iso
 from loaxa.errors import HardwareError, LoaxaError
@@ -170,13 +171,20 @@ class Playout:
         if refusal:
             self._finish(base, outcome="missed", reason=refusal)
             return
+        item = occ.item
         try:
-            files = [self._media.resolve(m, request.schedule.media) for m in occ.item.play]
+            files = [self._media.resolve(m, request.schedule.media) for m in item.play]
+            if item.stream and item.fallback:
+                files = [self._media.resolve(item.fallback, request.schedule.media)]
         except LoaxaError as exc:
-            self._records.event("media.failed", str(exc), item=occ.item.id, schedule=occ.schedule_id)
+            self._records.event("media.failed", str(exc), item=item.id, schedule=occ.schedule_id)
             self._finish(base, outcome="failed", reason=f"media: {exc}")
             return
-        base["expected_s"] = round(sum(wav_seconds(f) for f in files) * occ.item.repeat, 3)
+        if item.stream:
+            base["source"] = "stream"
+            base["expected_s"] = float(item.duration_s)
+        else:
+            base["expected_s"] = round(sum(wav_seconds(f) for f in files) * item.repeat, 3)
         if request.offset_s:
             base["resumed_from_s"] = round(request.offset_s, 3)
         self._play(request, base, files)
@@ -245,21 +253,50 @@ class Playout:
         self.current["started_at"] = base["started_at"]
         self._journal.begin(dict(base, outcome="interrupted",
                                  reason="the unit stopped during playback (crash or power cut)"))
+        label = file_label(started_at, item.id)
+        if item.stream:
+            return self._relay(item, base, label, files, start_at, volume)
         log.info("playing %s: %s", item.id, ", ".join(item.play))
-        return play_files(self._counting_speaker, file_label(started_at, item.id), files,
-                          self._abort_current, volume=volume, repeat=item.repeat,
-                          start_at=start_at, clock=self._clock, offset_s=request.offset_s)
+        return play_files(self._counting_speaker, label, files, self._abort_current, volume=volume,
+                          repeat=item.repeat, start_at=start_at, clock=self._clock,
+                          offset_s=request.offset_s)
+
+    def _relay(self, item, base: dict, label: str, fallback, start_at: float, volume) -> float:
+        """A live stream for its duration; when it cannot open or drops, the fallback
+        plays from its start and the playlog says so (`source`, `reason`)."""
+        if not wait_until(start_at, self._abort_current, self._clock):
+            return 0.0
+        log.info("relaying %s: %s for %s s", item.id, item.stream, item.duration_s)
+        result = play_stream(self._counting_speaker, label, item.stream, item.duration_s,
+                             self._abort_current, volume)
+        if result.error is None or self._abort_current.is_set():
+            return result.played_s
+        if not fallback:
+            base["stream_error"] = result.error
+            return result.played_s
+        log.warning("stream of %s failed (%s); playing the fallback", item.id, result.error)
+        base.update(source="fallback", stream_error=result.error,
+                    expected_s=round(result.played_s + sum(wav_seconds(f) for f in fallback), 3))
+        played = play_files(self._counting_speaker, f"{label}-fallback", fallback, self._abort_current,
+                            volume=volume)
+        return result.played_s + played
 
     def _conclude(self, request: PlayRequest, base: dict, played: float) -> None:
         reached = request.offset_s + played
         reason = self._interrupt_reason
-        if reached >= base["expected_s"] - 0.05:
-            self._finish_journalled(base, outcome="completed", reason=None, played_s=round(played, 3))
+        stream_error = base.pop("stream_error", None)
+        if stream_error and base["source"] == "stream" and not reason:
+            self._finish_journalled(base, outcome="failed", reason=f"stream: {stream_error}",
+                                    played_s=round(played, 3))
+        elif reached >= base["expected_s"] - 0.05:
+            note = f"stream: {stream_error}; the fallback played" if stream_error else None
+            self._finish_journalled(base, outcome="completed", reason=note, played_s=round(played, 3))
         elif reason and reason.startswith("amplifier fault"):
             self._finish_journalled(base, outcome="failed", reason=reason, played_s=round(played, 3))
         elif reason == PREEMPTED:
             self._finish_journalled(base, outcome="preempted", reason=reason, played_s=round(played, 3))
-            self._resume_later(request, reached)
+            if not request.occurrence.item.stream:  # live audio cannot resume where it stopped
+                self._resume_later(request, reached)
         else:
             self._finish_journalled(base, outcome="interrupted", reason=reason or "stopped",
                                     played_s=round(played, 3))
