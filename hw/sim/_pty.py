@@ -17,8 +17,12 @@ import tty
 log = logging.getLogger("loaxa.sim")
 
 
+UNPLUGGED_CHECK_S = 0.05
+
+
 class PtySimulator:
-    """Subclasses provide `on_line(line: bytes)` and may override `tick()` (called ~20x/s)."""
+    """Subclasses provide `on_line(line: bytes)` and may override `tick()` (called every
+    `tick_s`; incoming bytes are answered at once)."""
 
     name = "device"
     tick_s = 0.25  # select() wakes on incoming bytes; the tick only paces what the device sends unasked
@@ -108,7 +112,7 @@ class PtySimulator:
         while not self._stop.is_set():
             master = self._master if self.plugged else None
             if master is None:
-                self._stop.wait(self.tick_s)
+                self._stop.wait(UNPLUGGED_CHECK_S)  # a re-plugged device answers at once
                 self._safe(self.tick)
                 continue
             try:

@@ -23,6 +23,7 @@ FAULTS = ("overtemp", "overcurrent", "short", "dc", "mains", "fan")
 
 class AmplifierSimulator(PtySimulator):
     name = "amplifier"
+    tick_s = 0.05  # boots and announces itself from tick(): the driver expects its HELLO answered within 0.3 s
 
     def __init__(self, *, link_path=None, model: str = "LXA-PA350", firmware: str = "1.4",
                  vol_max: int = 63, inputs: int = 2, boot_s: float = 0.0, mains=None,
