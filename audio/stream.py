@@ -36,6 +36,7 @@ class ItemResult:
     played_s: float  # seconds of audio in all, stream and fallback together
     source: str  # "media", "stream" or "fallback" (SPEC's playlog field)
     error: str | None  # the stream's error when the fallback played or nothing could
+    stream_s: float = 0.0  # of played_s, the seconds that came from the stream
 
 
 class _StreamEnded(Exception):
@@ -94,9 +95,9 @@ def play_item(sink: AudioSink, label: str, stop_event: threading.Event, *, files
     result = play_stream(sink, label, stream, duration_s, stop_event, volume,
                          connect_timeout_s=connect_timeout_s, stall_timeout_s=stall_timeout_s)
     if result.error is None or not fallback or stop_event.is_set():
-        return ItemResult(result.played_s, "stream", result.error)
+        return ItemResult(result.played_s, "stream", result.error, result.played_s)
     played = play_files(sink, f"{label}-fallback", fallback, stop_event, volume)
-    return ItemResult(result.played_s + played, "fallback", result.error)
+    return ItemResult(result.played_s + played, "fallback", result.error, result.played_s)
 
 
 def _check_url(url: str) -> str | None:

@@ -116,7 +116,8 @@ class CommandRunner:
     def _sync(self, command):
         unit = self._unit
         unit.link.resubscribe()
-        unit.fetch_media_async(unit.store.in_force())
+        unit.want_media()
+        unit.sync.retry_now()
         return "re-reading the retained schedules and checking the media cache", {}
 
     def _selftest(self, command):

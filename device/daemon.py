@@ -24,6 +24,7 @@ from device.messages import iso
 from device.clockwatch import ClockWatch
 from device.journal import PlaybackJournal
 from device.media_cache import MediaCache
+from device.media_sync import MediaSync
 from device.messages import Topics, event_doc, state_doc, to_json
 from device.mqtt_link import MqttLink
 from device.outbox import Outbox
@@ -36,7 +37,8 @@ from scheduler import ScheduleStore, command_topics, expand_groups, load_trusted
 
 log = logging.getLogger("loaxa.unit")
 
-SCHEDULE_LEAD_MARGIN_S = 1.0  # beyond warm-up: time to open the files before air
+SCHEDULE_LEAD_MARGIN_S = 1.0
+MB = 1024 * 1024  # beyond warm-up: time to open the files before air
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,13 @@ class Unit:
         self.outbox = Outbox(state_dir / "outbox.sqlite")
         self._started_part("outbox", self.outbox.close)
         self.records = Records(self.outbox, self.topics, self.clock, self.tz)
-        self.media = MediaCache(self.cfg.unit.media_dir)
+        audio_cfg = self.cfg.audio
+        self.media = MediaCache(self.cfg.unit.media_dir, lufs=audio_cfg.lufs,
+                                max_bytes=audio_cfg.max_media_mb * MB, max_seconds=audio_cfg.max_media_s)
+        # Media are fetched and prepared as soon as a schedule is accepted, long before air.
+        self.sync = MediaSync(self.media, budget_bytes=audio_cfg.cache_budget_mb * MB, clock=self.clock,
+                              on_failed=self._media_failed).start()
+        self._started_part("media sync", self.sync.close)
         self.playout = Playout(amp=self.amp, speaker=self.hw.speaker(), media=self.media,
                                clock=self.clock, clockwatch=self.clockwatch, unit=self.info,
                                records=self.records, quiet_hours=self.cfg.unit.quiet_hours,
@@ -189,7 +197,7 @@ class Unit:
             self._clock_trust_changed(None, "untrusted")
         self.commands = CommandRunner(self).start()
         self._started_part("commands", self.commands.stop)
-        self.fetch_media_async(self.store.in_force())
+        self.want_media()
         log.info("%d schedule(s) in force", len(self.store.in_force()))
 
     def _start_link(self) -> None:
@@ -259,6 +267,7 @@ class Unit:
             "schedules": [{"id": s.id, "version": s.version, "topic": t}
                           for t, s in (store.topics_in_force().items() if store else [])],
             "faults": self.faults() if link else [],
+            "media": self.sync.status(),
         }
 
     def selftest(self) -> dict:
@@ -353,7 +362,7 @@ class Unit:
         self.records.event("schedule.accepted", f"{schedule.id} version {schedule.version} accepted",
                            topic=topic, schedule=schedule.id, version=schedule.version)
         self.planner.replan()
-        self.fetch_media_async([schedule])
+        self.want_media()
 
     def _clock_trust_changed(self, old: str, new: str) -> None:
         if new == "untrusted":
@@ -373,19 +382,9 @@ class Unit:
                     prefix=self.cfg.broker.topic_prefix, quiet_hours=self.cfg.unit.quiet_hours,
                     unit_tz=self.tz)
 
-    def fetch_media_async(self, schedules) -> None:
-        wanted = [(m.id, m) for s in schedules for m in s.media.values()]
-        if wanted:
-            threading.Thread(target=self._fetch_media, args=(wanted,), name="media-fetch",
-                             daemon=True).start()
+    def want_media(self) -> None:
+        """Every document in force, always: the sync may evict what is not named."""
+        self.sync.want(self.store.in_force())
 
-    def _fetch_media(self, wanted) -> None:
-        for media_id, media in wanted:
-            if self.media.has(media.sha256):
-                continue
-            try:
-                self.media.ensure(media.url, media.sha256, media.size)
-                log.info("media %s ready", media_id)
-            except LoaxaError as exc:
-                log.warning("media %s failed: %s", media_id, exc)
-                self.records.event("media.failed", str(exc), media=media_id)
+    def _media_failed(self, media_id: str, reason: str) -> None:
+        self.records.event("media.failed", reason, media=media_id)

@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -44,6 +45,8 @@ MB = 1024 * 1024
 MAX_MEDIA_BYTES = 200 * MB
 MAX_MEDIA_SECONDS = 3 * 3600
 MIN_FREE_BYTES = 64 * MB  # never fill the SD card: logs, the outbox and the OS need room
+PREPARED_GROWTH = 12  # prepared WAV bytes per original byte, for the disk-space check
+LEFTOVER_AGE_S = 6 * 3600  # a temporary file this old belongs to no running preparation
 CHUNK = 64 * 1024
 USER_AGENT = "loaxa-media/1"
 
@@ -162,14 +165,18 @@ class MediaCache:
             original = self.original_path(sha256)
             if not original.exists():
                 raise MediaError(f"{sha256[:12]}: not downloaded yet")
-            self._check_space(original.stat().st_size, "prepare")
+            # The WAV is some 8-24 times the size of a compressed upload.
+            self._check_space(original.stat().st_size * PREPARED_GROWTH, "prepare")
             try:
                 report = prepare_isolated(original, prepared, lufs=self.lufs, ceiling_dbtp=CEILING_DBTP,
                                           max_seconds=self.max_seconds, cancel=cancel)
             except PrepareCancelled:
+                self._sweep_leftovers(sha256)
                 raise
             except MediaError as exc:
-                if isinstance(exc, PrepareCrashed) or _disk_full(exc):
+                if isinstance(exc, PrepareCrashed):
+                    self._sweep_leftovers(sha256)
+                if isinstance(exc, PrepareCrashed) or _not_the_media(exc):
                     raise TransientMediaError(str(exc)) from exc
                 # Verified content that does not decode never will: drop it, remember why.
                 self._undecodable[sha256] = f"{sha256[:12]}: {_without_name(str(exc), original)}"
@@ -235,6 +242,7 @@ class MediaCache:
         cache fits `budget_bytes`; prepared files made with other settings go first.
         Returns the sha256s whose files were removed. Media in `keep` are never touched."""
         keep, tag = set(keep), self.tag()
+        self._sweep_leftovers()
         groups: dict[str, list[Path]] = {}
         total = 0
         for kind, sha, path in self._files():
@@ -255,6 +263,19 @@ class MediaCache:
                 removed.append(key)
                 log.info("media %s evicted (no schedule needs it; cache over its budget)", key[:12])
         return removed
+
+    def _sweep_leftovers(self, sha256: str | None = None, older_than_s: float = LEFTOVER_AGE_S) -> None:
+        """Delete temporary files a killed preparation left behind (`.<name>.<random>.tmp`):
+        those of `sha256` at once, any other once older than a preparation can take."""
+        now = time.time()
+        for folder in (self.prepared, self.originals):
+            for path in folder.glob(".*.tmp"):
+                mine = sha256 is not None and path.name.startswith(f".{sha256}.")
+                try:
+                    if mine or now - path.stat().st_mtime > older_than_s:
+                        path.unlink()
+                except OSError:
+                    pass
 
     def _files(self):
         """(kind, sha256, path) for every file in the cache but the built-ins."""
@@ -452,8 +473,9 @@ def _plain(exc: Exception) -> str:
     return " ".join(text.split())
 
 
-def _disk_full(exc: Exception) -> bool:
-    return "No space left" in str(exc)
+def _not_the_media(exc: Exception) -> bool:
+    """A failure of the unit's own disk, not of the media: worth another try."""
+    return "No space left" in str(exc) or "cannot write" in str(exc)
 
 
 def _without_name(message: str, path: Path) -> str:

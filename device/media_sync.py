@@ -127,6 +127,15 @@ class MediaSync:
             self._evict_due = True
             self._cond.notify_all()
 
+    def retry_now(self) -> None:
+        """Try failed media again at once (the `sync` command, a technician on site),
+        except media that will never decode."""
+        with self._cond:
+            for job in self._jobs.values():
+                if job.state == "failed" and job.retry_at < math.inf:
+                    job.retry_at = 0.0
+            self._cond.notify_all()
+
     def status(self) -> dict:
         """{"cache": {...}, "counts": {state: n}, "media": [per media, most urgent first]}.
 

@@ -172,14 +172,15 @@ class Playout:
             self._finish(base, outcome="missed", reason=refusal)
             return
         item = occ.item
-        try:
-            files = [self._media.resolve(m, request.schedule.media) for m in item.play]
-            if item.stream and item.fallback:
-                files = [self._media.resolve(item.fallback, request.schedule.media)]
-        except LoaxaError as exc:
-            self._records.event("media.failed", str(exc), item=item.id, schedule=occ.schedule_id)
-            self._finish(base, outcome="failed", reason=f"media: {exc}")
-            return
+        if item.stream:
+            files = self._fallback_files(occ, request.schedule)
+        else:
+            try:
+                files = [self._media.resolve(m, request.schedule.media) for m in item.play]
+            except LoaxaError as exc:
+                self._records.event("media.failed", str(exc), item=item.id, schedule=occ.schedule_id)
+                self._finish(base, outcome="failed", reason=f"media: {exc}")
+                return
         if item.stream:
             base["source"] = "stream"
             base["expected_s"] = float(item.duration_s)
@@ -188,6 +189,16 @@ class Playout:
         if request.offset_s:
             base["resumed_from_s"] = round(request.offset_s, 3)
         self._play(request, base, files)
+
+    def _fallback_files(self, occ, schedule) -> list:
+        """A stream item's fallback, ready before air; without it the stream still relays."""
+        if not occ.item.fallback:
+            return []
+        try:
+            return [self._media.resolve(occ.item.fallback, schedule.media)]
+        except LoaxaError as exc:
+            self._records.event("media.failed", f"fallback: {exc}", item=occ.item.id, schedule=occ.schedule_id)
+            return []
 
     def _why_not_now(self, request: PlayRequest) -> str | None:
         """The reason an item may not sound now, or None."""

@@ -206,7 +206,7 @@ def load_schedules(store, schedule_id: str) -> list:
 def build_report(store, schedule_id: str, *, start: str | None = None, end: str | None = None,
                  now: datetime | None = None) -> dict:
     """The report as SPEC's JSON (`{"schedule", "items": [...]}`) plus breakdowns and totals."""
-    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    now = now or datetime.now(timezone.utc)
     schedules = load_schedules(store, schedule_id)
     tz = schedules[-1].timezone
     window = default_window(schedules, now)
@@ -234,7 +234,8 @@ def build_report(store, schedule_id: str, *, start: str | None = None, end: str 
     return {
         "schedule": schedule_id,
         "items": [c.as_dict() for c in counts],
-        "from": window.start.astimezone(tz).isoformat(), "to": window.end.astimezone(tz).isoformat(),
+        "from": window.start.astimezone(tz).isoformat(timespec="seconds"),
+        "to": window.end.astimezone(tz).isoformat(timespec="seconds"),
         "generated_at": now.astimezone(tz).isoformat(timespec="seconds"),
         "timezone": str(tz), "version": latest.version, "versions": [s.version for s in schedules],
         "targets": list(latest.targets), "titles": _titles(schedules),

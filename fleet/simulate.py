@@ -1,17 +1,18 @@
 """`loaxa fleet simulate`: many units running the real unit code on mock hardware.
 
 Each simulated unit is a `device.daemon.Unit` with `hw.mock.MockHardware` (the mock
-speaker running `speed` times faster than real time), its own state folder and its
-own broker connection: what the broker, the collector and the reports meet is
-exactly what real units would send.
+speaker running `speed` times faster than real time, the serial devices on their
+simulators), its own state folder and its own broker connection: what the broker,
+the collector and the reports meet is exactly what real units would send.
 
 Units run in worker processes of at most `per_process` units each. paho's network
-loop uses select(), which cannot watch a file descriptor numbered 1024 or more; a
-unit holds about 7 (broker socket and wake-up pair, outbox database with its WAL
-and shared memory, hardware log), so 100 units a process stay well under the limit.
-A worker reads its plan as one JSON line on standard input, says `ready N` when its
-units are up, and stops them when its standard input closes or on SIGTERM: a parent
-that dies takes its workers with it.
+loop uses select(), which cannot watch a file descriptor numbered 1024 or more, and
+a mock unit holds a few dozen (broker socket and wake-up pair, outbox database with
+its WAL, pseudo-terminals of its serial simulators, control socket, logs): a worker
+stops starting units once its descriptors near FD_CEILING and says how many fit.
+Workers are forked from a forkserver that has imported the unit code once, so
+starting a hundred processes costs no hundred imports. A worker stops its units when
+told, on SIGTERM, or when its parent goes away (its end of the pipe closes).
 
 Layout: units are `{province}-dNN-cNN-uNN` in group `{province}/dNN/cNN` (district,
 commune), `per_commune` units a commune and `per_district` communes a district.
@@ -20,10 +21,10 @@ commune), `per_commune` units a commune and `per_district` communes a district.
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,8 +39,8 @@ __all__ = ["MAX_PER_PROCESS", "SimulatedUnit", "Simulation", "SimulationPlan", "
 
 log = logging.getLogger("loaxa.fleet.simulate")
 
-MAX_PER_PROCESS = 120
-DEFAULT_PER_PROCESS = 100
+MAX_PER_PROCESS = 200
+DEFAULT_PER_PROCESS = 25
 READY_TIMEOUT_S = 60.0
 STOP_THREADS = 32
 
@@ -110,12 +111,15 @@ def unit_config(plan: SimulationPlan, unit: SimulatedUnit):
 
 # ---- the worker process ----
 
+FD_CEILING = 900  # stay well below select()'s 1024
+PRELOAD = ["device.daemon", "hw.mock", "provisioning", "fleet.simulate"]
+
+
 def _start_unit(plan: SimulationPlan, unit: SimulatedUnit):
     from device.daemon import Unit
     from hw.mock import MockHardware
     cfg = unit_config(plan, unit)
-    hardware = MockHardware(cfg.hardware.mock_output_dir, speed=cfg.hardware.mock_speed)
-    running = Unit(cfg, hardware=hardware)
+    running = Unit(cfg, hardware=MockHardware(cfg.hardware.mock_output_dir, speed=cfg.hardware.mock_speed))
     running.start()
     return running
 
@@ -125,33 +129,59 @@ def _stop_all(running) -> None:
         list(pool.map(lambda u: u.stop(), running))
 
 
-def worker_main(stdin=sys.stdin, stdout=sys.stdout) -> int:
-    """One worker: read the plan, start its units, report, wait, stop them."""
-    spec = json.loads(stdin.readline())
-    plan = SimulationPlan(**{**spec, "units": [SimulatedUnit(**u) for u in spec["units"]]})
-    logging.basicConfig(level=plan.log_level, stream=sys.stderr,
+def _highest_fd() -> int:
+    return max((int(name) for name in os.listdir("/proc/self/fd")), default=0)
+
+
+def _start_units(plan: SimulationPlan, stop: threading.Event) -> list:
+    running = []
+    for unit in plan.units:
+        if stop.is_set():
+            break
+        running.append(_start_unit(plan, unit))
+        if _highest_fd() > FD_CEILING:
+            each = max(1, _highest_fd() // len(running))
+            raise FleetError(f"{len(running)} units hold file descriptors up to {_highest_fd()} (about {each} "
+                             f"each); paho's select() fails past 1023: use --per-process "
+                             f"{max(1, FD_CEILING // each - 1)} or fewer")
+    return running
+
+
+def worker_process(spec: str, conn) -> None:
+    """One worker (forked): start its units, say `("ready", n)`, stop them when told."""
+    plan_dict = json.loads(spec)
+    plan = SimulationPlan(**{**plan_dict, "units": [SimulatedUnit(**u) for u in plan_dict["units"]]})
+    logging.basicConfig(level=plan.log_level, stream=sys.stderr, force=True,
                         format=f"%(asctime)s %(levelname)s w{os.getpid()} %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    threading.Thread(target=lambda: (stdin.read(), stop.set()), daemon=True, name="lifeline").start()
+
+    def lifeline():
+        try:
+            conn.recv()  # "stop", or EOFError when the parent is gone
+        except (EOFError, OSError):
+            pass
+        stop.set()
+    threading.Thread(target=lifeline, daemon=True, name="lifeline").start()
     running = []
     try:
-        for unit in plan.units:
-            if stop.is_set():
-                break
-            running.append(_start_unit(plan, unit))
-        print(f"ready {len(running)}", file=stdout, flush=True)
+        running = _start_units(plan, stop)
+        conn.send(("ready", len(running)))
         stop.wait()
     except Exception as exc:  # noqa: BLE001 - said once, plainly, to the parent
-        print(f"error {type(exc).__name__}: {' '.join(str(exc).split())}", file=stdout, flush=True)
-        return 1
+        conn.send(("error", f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
     finally:
         _stop_all(running)
-    return 0
 
 
 # ---- the parent ----
+
+def _context():
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
 
 class Simulation:
     """Start `plan.units` in worker processes; `stop()` (or leaving `with`) ends them."""
@@ -159,17 +189,21 @@ class Simulation:
     def __init__(self, plan: SimulationPlan, *, per_process: int = DEFAULT_PER_PROCESS):
         if not 1 <= per_process <= MAX_PER_PROCESS:
             raise FleetError(f"--per-process must be 1-{MAX_PER_PROCESS}: paho's select() loop fails once "
-                             "a process holds 1024 file descriptors, and a unit holds about 7")
+                             "a process holds 1024 file descriptors, and a mock unit holds a few dozen")
         self.plan = plan
         self.per_process = per_process
-        self.workers: list[subprocess.Popen] = []
+        self.workers: list = []  # (process, connection)
         self.started = 0
 
     @property
     def units(self) -> list[SimulatedUnit]:
         return list(self.plan.units)
 
-    def _chunks(self) -> list[list]:
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process, _ in self.workers]
+
+    def chunks(self) -> list[list]:
         units = self.plan.units
         count = math.ceil(len(units) / self.per_process)
         size = math.ceil(len(units) / count) if count else 0
@@ -177,15 +211,16 @@ class Simulation:
 
     def start(self, timeout: float | None = None) -> "Simulation":
         Path(self.plan.state_root).mkdir(parents=True, exist_ok=True)
-        for chunk in self._chunks():
-            spec = {**asdict(self.plan), "units": [asdict(u) for u in chunk]}
-            worker = subprocess.Popen([sys.executable, "-m", "fleet.simulate"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True, cwd=_project_root(),
-                                      env={**os.environ, "PYTHONPATH": _python_path()})
-            worker.stdin.write(json.dumps(spec) + "\n")
-            worker.stdin.flush()
-            self.workers.append(worker)
+        ctx = _context()
         try:
+            for chunk in self.chunks():
+                parent_end, child_end = ctx.Pipe()
+                spec = json.dumps({**asdict(self.plan), "units": [asdict(u) for u in chunk]})
+                process = ctx.Process(target=worker_process, args=(spec, child_end), daemon=False,
+                                      name=f"loaxa-sim-{chunk[0].id}")
+                process.start()
+                child_end.close()
+                self.workers.append((process, parent_end))
             self._wait_ready(timeout or READY_TIMEOUT_S + 0.05 * len(self.plan.units))
         except BaseException:
             self.stop()
@@ -194,32 +229,35 @@ class Simulation:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        for worker in self.workers:
-            line = _read_line(worker, deadline)
-            if not line.startswith("ready "):
-                raise FleetError(f"a simulator process failed: {line.strip() or 'it exited'}")
-            self.started += int(line.split()[1])
+        for process, conn in self.workers:
+            if not conn.poll(max(0.0, deadline - time.monotonic())):
+                raise FleetError(f"a simulator process did not start its units within {timeout:.0f} s "
+                                 "(the machine may be overloaded: try fewer units)")
+            try:
+                what, detail = conn.recv()
+            except EOFError:
+                what, detail = "error", f"it exited with code {process.exitcode}"
+            if what != "ready":
+                raise FleetError(f"a simulator process failed: {detail}")
+            self.started += detail
 
     def alive(self) -> bool:
-        return all(w.poll() is None for w in self.workers)
+        return all(process.is_alive() for process, _ in self.workers)
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop every unit cleanly (each publishes `offline`). Safe twice."""
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for worker in self.workers:
+        for process, conn in self.workers:
             try:
-                worker.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            for stream in (worker.stdin, worker.stdout):
-                try:
-                    stream.close()
-                except (OSError, ValueError):
-                    pass
+                conn.send("stop")
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + timeout
+        for process, conn in self.workers:
+            process.join(max(0.1, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+            conn.close()
         self.workers = []
 
     def __enter__(self) -> "Simulation":
@@ -229,33 +267,9 @@ class Simulation:
         self.stop()
 
 
-def _read_line(worker, deadline: float) -> str:
-    """One line from a worker's stdout, or "" when it exits or the deadline passes."""
-    result = []
-    reader = threading.Thread(target=lambda: result.append(worker.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(max(0.0, deadline - time.monotonic()))
-    if not result:
-        return "timed out starting its units"
-    return result[0]
-
-
-def _project_root() -> str:
-    return str(Path(__file__).resolve().parents[1])
-
-
-def _python_path() -> str:
-    parts = [_project_root()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return os.pathsep.join(dict.fromkeys(parts))
-
-
 def temporary_state_root() -> str:
     return tempfile.mkdtemp(prefix="loaxa-sim-")
 
 
 def remove_state_root(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main())

@@ -151,6 +151,7 @@ def test_item_with_a_dropping_stream_plays_its_fallback(server, speaker, radio, 
     assert result.source == "fallback"
     assert "dropped after" in result.error
     assert result.played_s == pytest.approx(1.0 + 0.8, abs=0.3)
+    assert result.played_s - result.stream_s == pytest.approx(0.8)  # the whole fallback
     files = [e["file"] for e in timeline.events("speaker.open")]
     assert files == ["vov1.wav", "vov1-fallback.wav"]
 
@@ -173,7 +174,7 @@ def test_item_stream_that_plays_through(server, speaker, radio):
     url = server.add("live.mp3", radio, stream=True)
     result = play_item(speaker, "vov1", threading.Event(), stream=url, duration_s=1.0,
                        start_at=time.time() + 0.2)
-    assert result == ItemResult(pytest.approx(1.0), "stream", None)
+    assert result == ItemResult(pytest.approx(1.0), "stream", None, pytest.approx(1.0))
 
 
 def test_item_of_media_files(speaker, tmp_path):

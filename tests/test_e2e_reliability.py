@@ -96,11 +96,11 @@ def test_amplifier_protect_during_playback_makes_the_unit_safe(rig):
     """A fault mid-bulletin: audio stops, the amplifier goes off, an event and a `failed` playlog."""
     import os
     watch = rig.broker.collector(f"loaxa/unit/{UNIT}/#")
-    env = dict(os.environ, LOAXA_MOCK_FAULTS="amplifier:protect=short@14")
+    env = dict(os.environ, LOAXA_MOCK_FAULTS="amplifier:protect=short@17")
     unit = UnitProcess(rig.config, env=env)
     try:
         unit.wait_console("connected to broker")
-        at = datetime.now(TZ).replace(microsecond=0) + timedelta(seconds=8)
+        at = datetime.now(TZ).replace(microsecond=0) + timedelta(seconds=10)
         push(rig, schedule_doc(rig.server, items=[{"id": "dai", "play": ["dai"], "at": at.isoformat()}],
                                media={"dai": rig.server.media_entry("long.mp3")}))
         _, payload = watch.wait_for(lambda t, p: t.endswith("/playlog"), 40)

@@ -5,10 +5,12 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
+from audio import PrepareCancelled
 from device.media_cache import MB, MediaCache, TransientMediaError, _Partial
 from loaxa.errors import MediaError
 from scheduler import Media
@@ -193,6 +195,7 @@ BAD = {
     "empty": (bad_media.empty, "file is empty"),
     "not audio": (bad_media.not_audio, "audio"),
     "truncated": (bad_media.truncated, "truncated"),
+    "corrupt": (bad_media.corrupt, "damaged"),
     "unsupported codec": (bad_media.unsupported_codec, "unsupported audio codec"),
     "ten hours": (bad_media.ten_hours, "over the limit of 10800 s"),
 }
@@ -230,6 +233,24 @@ def test_a_crash_while_preparing_is_a_passing_fault(tmp_path, cache, server, bul
     assert cache.has_original(digest) and cache.failure(digest) is None  # kept for the next try
     monkeypatch.delenv("PYTHONPATH")
     assert cache.prepare(digest) == cache.prepared_path(digest)
+
+
+def test_a_cancelled_preparation_leaves_no_temporary_files(tmp_path, cache):
+    src = make_tone(tmp_path / "long", 20.0, codec_ext="flac")
+    digest = sha(src.read_bytes())
+    cache.seed(src, digest)
+    leftover = cache.prepared / f".{cache.prepared_path(digest).name}.abc123.tmp"
+    leftover.write_bytes(b"half a wav")  # as a killed preparation leaves it
+    old = cache.prepared / ".someone-else.wav.zzz.tmp"
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 7 * 3600, time.time() - 7 * 3600))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(PrepareCancelled):
+        cache.prepare(digest, cancel=cancel)
+    assert not leftover.exists() and not cache.has(digest)
+    cache.evict({digest}, 1 << 40)
+    assert not old.exists()
 
 
 def test_the_unit_never_loads_numpy_to_prepare(tmp_path):

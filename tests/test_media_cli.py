@@ -62,6 +62,7 @@ BAD = {
     "empty": (bad_media.empty, "file is empty"),
     "not audio": (bad_media.not_audio, "audio"),
     "truncated": (bad_media.truncated, "truncated"),
+    "corrupt": (bad_media.corrupt, "damaged"),
     "unsupported codec": (bad_media.unsupported_codec, "unsupported audio codec"),
     "ten hours": (bad_media.ten_hours, "over the limit of 10800 s"),
 }

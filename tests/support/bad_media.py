@@ -5,6 +5,7 @@ every one of them ends in a MediaError with a plain reason (and exit 1, one line
 for `loaxa media prepare`).
 """
 
+import random
 import struct
 import subprocess
 from pathlib import Path
@@ -66,4 +67,14 @@ def ten_hours(folder: Path) -> Path:
     with open(path, "wb") as out:
         for _ in range(10 * 3600):
             out.write(frames)
+    return path
+
+
+def corrupt(folder: Path) -> Path:
+    """A 6 s MP3 whose frames after the first kilobytes are overwritten with noise."""
+    whole = make_tone(Path(folder) / "whole", 6.0, codec_ext="mp3")
+    data = whole.read_bytes()
+    whole.unlink()
+    path = Path(folder) / "corrupt.mp3"
+    path.write_bytes(data[:2048] + random.Random(7).randbytes(len(data) - 2048))
     return path
