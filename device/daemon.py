@@ -5,13 +5,11 @@ inside `finally`; one exception anywhere during start still stops what started.
 """
 
 import logging
-import os
 import signal
 import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import loaxa
@@ -31,7 +29,7 @@ from device.outbox import Outbox
 from device.planner import Planner
 from device.playout import Playout
 from hw import UnitHardware, make_factory
-from loaxa.errors import LoaxaError, Rejected
+from loaxa.errors import Rejected
 from provisioning import read_password
 from scheduler import ScheduleStore, command_topics, expand_groups, load_trusted_keys, schedule_topics
 

@@ -257,7 +257,7 @@ class Playout:
             self._abort_current.wait(left)
 
     def _stream(self, request: PlayRequest, base: dict, files, start_at: float, volume) -> float:
-        occ, item = request.occurrence, request.occurrence.item
+        item = request.occurrence.item
         # The label and record name the time the first sample goes out: start_at.
         started_at = datetime.fromtimestamp(start_at, self._unit.tz)
         base["started_at"] = iso(started_at)

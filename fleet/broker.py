@@ -236,22 +236,28 @@ class _Session:
 
 # ---- what commands call ----
 
+def _publish_acknowledged(session, options, messages) -> None:
+    """Publish each (topic, payload, retain) at QoS 1 and wait for every PUBACK; raise
+    BrokerError naming every topic the broker refused (an ACL says 0x87)."""
+    sent = []
+    for topic, payload, retain in messages:
+        info = session.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise BrokerError(f"cannot publish to {topic}: {mqtt.error_string(info.rc)}")
+        sent.append((info.mid, topic))
+    session.wait(lambda: all(mid in session.pubacks for mid, _ in sent), "acknowledgement")
+    refused = [f"{topic}: {_reason_text(session.pubacks[mid])}" for mid, topic in sent
+               if session.pubacks[mid].is_failure]
+    if refused:
+        raise BrokerError(f"broker {options.url} refused the publish to " + "; ".join(refused))
+
+
 def publish(options: BrokerOptions, messages, timeout: float = 10.0) -> None:
     """Publish each (topic, payload, retain) at QoS 1 and wait for every PUBACK.
 
     Raises BrokerError naming every topic the broker refused."""
     with _Session(options, timeout) as session:
-        sent = []
-        for topic, payload, retain in messages:
-            info = session.client.publish(topic, payload, qos=1, retain=retain)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise BrokerError(f"cannot publish to {topic}: {mqtt.error_string(info.rc)}")
-            sent.append((info.mid, topic))
-        session.wait(lambda: all(mid in session.pubacks for mid, _ in sent), "acknowledgement")
-        refused = [f"{topic}: {_reason_text(session.pubacks[mid])}" for mid, topic in sent
-                   if session.pubacks[mid].is_failure]
-    if refused:
-        raise BrokerError(f"broker {options.url} refused the publish to " + "; ".join(refused))
+        _publish_acknowledged(session, options, messages)
 
 
 def _subscribe(session: _Session, topic: str, options: SubscribeOptions) -> None:
@@ -287,17 +293,7 @@ def publish_and_listen(options: BrokerOptions, messages, listen: str, wait_s: fl
     publish, so an answer cannot slip past. Returns [(topic, payload)] in arrival order."""
     with _Session(options, timeout) as session:
         _subscribe(session, listen, SubscribeOptions(qos=1))
-        sent = []
-        for topic, payload, retain in messages:
-            info = session.client.publish(topic, payload, qos=1, retain=retain)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise BrokerError(f"cannot publish to {topic}: {mqtt.error_string(info.rc)}")
-            sent.append((info.mid, topic))
-        session.wait(lambda: all(mid in session.pubacks for mid, _ in sent), "acknowledgement")
-        refused = [f"{topic}: {_reason_text(session.pubacks[mid])}" for mid, topic in sent
-                   if session.pubacks[mid].is_failure]
-        if refused:
-            raise BrokerError(f"broker {options.url} refused the publish to " + "; ".join(refused))
+        _publish_acknowledged(session, options, messages)
 
         def found():
             return [(t, p) for t, p, retained in session.messages if not retained and accept(t, p)]

@@ -21,6 +21,7 @@ import sys
 from datetime import datetime, timezone
 
 from fleet import add_broker_arguments, broker_options, publish, publish_and_listen
+from loaxa.commands._args import target_arg
 from loaxa.errors import DocumentError
 from scheduler import ACTIONS, build_command, load_private_key, parse_target, sign_document, target_topic
 
@@ -45,14 +46,6 @@ volume=80, zones=[1,2]; anything else is text) or as one JSON object:
 Exit 0 when the broker accepted the command (and with --wait, every reply said ok,
 and a unit: target replied); 1 otherwise; 2 for bad usage.
 """
-
-
-def _target_arg(text: str) -> str:
-    try:
-        parse_target(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    return text
 
 
 def _seconds(text: str) -> float:
@@ -85,7 +78,7 @@ def register(subparsers) -> None:
     p.add_argument("action", type=_action, metavar="ACTION", help=f"one of {', '.join(ACTIONS)}")
     p.add_argument("args", nargs="*", metavar="ARGS", help="NAME=VALUE ... or one JSON object (see below)")
     p.add_argument("--key", required=True, metavar="KEY.key", help="the operator's private key")
-    p.add_argument("--to", required=True, type=_target_arg, metavar="unit:ID|group:PATH",
+    p.add_argument("--to", required=True, type=target_arg, metavar="unit:ID|group:PATH",
                    help="the unit or group to command")
     p.add_argument("--ttl", type=_seconds, default=DEFAULT_TTL_S, metavar="SECONDS",
                    help=f"the command expires this long after now (default {DEFAULT_TTL_S})")

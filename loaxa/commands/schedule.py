@@ -18,10 +18,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from fleet import add_broker_arguments, broker_options, publish, read_retained
+from loaxa.commands._args import target_arg
 from loaxa.errors import DocumentError, KeyFileError, LoaxaError, Rejected, TargetError
 from loaxa.fsio import atomic_write
 from scheduler import (DAY_NAMES, is_envelope, load_private_key, occurrences, open_envelope,
-                       parse_public_key, parse_quiet_hours, parse_schedule, parse_target,
+                       parse_public_key, parse_quiet_hours, parse_schedule,
                        quiet_hours_conflicts, read_envelope, sign_document, target_topic)
 from scheduler._json import decode_utf8, strict_loads
 
@@ -66,14 +67,6 @@ def _start_arg(text: str):
     if when is None or when.tzinfo is None:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD or a date-time with offset, got {text!r}")
     return when
-
-
-def _target_arg(text: str) -> str:
-    try:
-        parse_target(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    return text
 
 
 def _version_arg(text: str) -> int:
@@ -141,7 +134,7 @@ def _register_push(commands) -> None:
                     "An unsigned FILE is signed with --key first; a signed envelope is sent as is.")
     p.add_argument("file", metavar="FILE", help="schedule document or signed envelope ('-': stdin)")
     p.add_argument("--key", metavar="KEY.key", help="the operator's private key (for an unsigned FILE)")
-    p.add_argument("--to", action="append", type=_target_arg, metavar="unit:ID|group:PATH",
+    p.add_argument("--to", action="append", type=target_arg, metavar="unit:ID|group:PATH",
                    help="publish to this target's topic (repeatable; must be one of the document's targets)")
     add_broker_arguments(p)
     p.set_defaults(func=push)
@@ -155,7 +148,7 @@ def _register_revoke(commands) -> None:
                     "the target topics.")
     p.add_argument("id", metavar="ID", help="the schedule id, e.g. dak-lak/2026-w48")
     p.add_argument("--key", required=True, metavar="KEY.key", help="the operator's private key")
-    p.add_argument("--to", action="append", required=True, type=_target_arg, metavar="unit:ID|group:PATH",
+    p.add_argument("--to", action="append", required=True, type=target_arg, metavar="unit:ID|group:PATH",
                    help="a target to revoke it on (repeatable)")
     p.add_argument("--version", type=_version_arg, metavar="N",
                    help="the version to publish (default: the retained version + 1)")
