@@ -420,7 +420,7 @@ def bench_units(count: int, per_process: int) -> bool:
         fleet = Fleet(plan, per_process, observer)
         try:
             fleet.grow()
-            online = len(observer.online)
+            online, processes = len(observer.online), len(fleet.pids)
             time.sleep(3)  # let the last wave settle before measuring idle load
             idle = idle_cores(fleet.pids, 10.0)
             load = os.getloadavg()[0]
@@ -432,7 +432,7 @@ def bench_units(count: int, per_process: int) -> bool:
             observer.close()
             broker.stop()
     per_unit_ms = idle / max(online, 1) * 1000
-    print(f"units: {fleet.started} of {count} started in {fleet.start_s:.1f} s ({len(fleet.pids)} processes of up "
+    print(f"units: {fleet.started} of {count} started in {fleet.start_s:.1f} s ({processes} processes of up "
           f"to {per_process}); {online} online")
     if fleet.stopped_early:
         print(f"  STOPPED ADDING UNITS at {fleet.started}: their idle load passed {IDLE_LIMIT:.0%} of this "
@@ -458,7 +458,7 @@ def main(argv) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=2000)
-    parser.add_argument("--per-process", type=int, default=25)
+    parser.add_argument("--per-process", type=int, default=10)
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--only", choices=("collector", "units"))
     args = parser.parse_args(argv)

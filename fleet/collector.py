@@ -56,6 +56,17 @@ KEEPALIVE_S = 30
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0
 
 
+def _guarded(callback):
+    """An exception escaping a paho callback would end paho's network thread: log it instead."""
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - the network thread must survive anything
+            log.exception("error in MQTT callback %s", callback.__name__)
+    wrapper.__name__ = callback.__name__
+    return wrapper
+
+
 def default_client_id() -> str:
     host = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().lower())[:40].strip("-") or "host"
     return f"loaxa-collector-{host}"
@@ -112,6 +123,7 @@ class Collector:
         self._stopped = threading.Event()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
+        self._said_unreachable = False
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
         self.client = self._make_client()
 
@@ -125,10 +137,11 @@ class Collector:
             ca = self.broker.ca_file
             client.tls_set(ca_certs=str(ca) if ca else None, cert_reqs=ssl.CERT_REQUIRED)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
+        client.on_connect = _guarded(self._on_connect)
+        client.on_connect_fail = _guarded(self._on_connect_fail)
+        client.on_disconnect = _guarded(self._on_disconnect)
+        client.on_subscribe = _guarded(self._on_subscribe)
+        client.on_message = _guarded(self._on_message)
         return client
 
     def _connect_properties(self) -> Properties:
@@ -150,6 +163,7 @@ class Collector:
             log.error("broker %s refused the connection: %s", self.broker.address, reason_code)
             return
         self._generation += 1
+        self._said_unreachable = False
         self.stats.connects += 1
         resumed = flags.session_present
         log.info("connected to %s (%s session)", self.broker.address, "resumed" if resumed else "new")
@@ -159,6 +173,12 @@ class Collector:
                   for topic, shared in subscriptions(self.broker.topic_prefix, self.settings.share_group)]
         client.subscribe(topics)
         self._connected.set()
+
+    def _on_connect_fail(self, client, userdata):
+        if not self._said_unreachable:
+            self._said_unreachable = True
+            log.warning("broker %s not reachable; retrying (nothing is lost: units keep their records)",
+                        self.broker.address)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         refused = [(topic, code) for (topic, _), code in
@@ -178,7 +198,11 @@ class Collector:
         if self._closing.is_set():
             return  # not acknowledged: the broker sends it again next session
         self.stats.received += 1
-        received = Received(message.topic, bytes(message.payload), bool(message.retain), self.clock())
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # kept, as a bad message, with the bytes it could read
+            topic = message._topic.decode("utf-8", "replace")
+        received = Received(topic, bytes(message.payload), bool(message.retain), self.clock())
         self._queue.put(_Pending(received, message.mid, message.qos, self._generation))
 
     def wait_subscribed(self, timeout: float) -> bool:
@@ -206,15 +230,17 @@ class Collector:
         return items
 
     def _write_loop(self) -> None:
-        last_stats = time.monotonic()
+        last_stats, last_stored = time.monotonic(), -1
         while not (self._stopped.is_set() and self._queue.empty()):
             items = self._take()
             if items and self._commit(items):
                 self._acknowledge(items)
             if time.monotonic() - last_stats >= self.settings.stats_every_s:
                 last_stats = time.monotonic()
-                log.info("stored %d of %d messages received (%d bad) in %d batches",
-                         self.stats.stored, self.stats.received, self.stats.bad, self.stats.batches)
+                if self.stats.stored != last_stored:  # a quiet night logs nothing
+                    last_stored = self.stats.stored
+                    log.info("stored %d of %d messages received (%d bad) in %d batches",
+                             self.stats.stored, self.stats.received, self.stats.bad, self.stats.batches)
 
     def _batch(self, items) -> Batch:
         batch = Batch(prefix=self.broker.topic_prefix)

@@ -5,7 +5,11 @@ speaker running `speed` times faster than real time, the serial devices on their
 simulators), its own state folder and its own broker connection: what the broker,
 the collector and the reports meet is exactly what real units would send.
 
-Units run in worker processes of at most `per_process` units each. paho's network
+Units run in worker processes of at most `per_process` units each (default 10).
+Units in one process share its GIL: a unit's threads poll (serial simulators, GPS,
+the network loop), and when a province-wide push makes every unit of a process busy
+at once, each must wait its turn behind all the pollers; measured on 2 cores, 300
+units accepted a schedule in 1.5 s at 5 a process and in 36 s at 25. paho's network
 loop uses select(), which cannot watch a file descriptor numbered 1024 or more, and
 a mock unit holds a few dozen (broker socket and wake-up pair, outbox database with
 its WAL, pseudo-terminals of its serial simulators, control socket, logs): a worker
@@ -40,7 +44,7 @@ __all__ = ["MAX_PER_PROCESS", "SimulatedUnit", "Simulation", "SimulationPlan", "
 log = logging.getLogger("loaxa.fleet.simulate")
 
 MAX_PER_PROCESS = 200
-DEFAULT_PER_PROCESS = 25
+DEFAULT_PER_PROCESS = 10
 READY_TIMEOUT_S = 60.0
 STOP_THREADS = 32
 
@@ -184,7 +188,11 @@ def _context():
 
 
 class Simulation:
-    """Start `plan.units` in worker processes; `stop()` (or leaving `with`) ends them."""
+    """Start `plan.units` in worker processes; `stop()` (or leaving `with`) ends them.
+
+    Workers come from multiprocessing's forkserver, which re-imports the parent's main
+    module in each worker: a script using this class must keep its work under
+    `if __name__ == "__main__":` (the CLI, the tests and bench/ do)."""
 
     def __init__(self, plan: SimulationPlan, *, per_process: int = DEFAULT_PER_PROCESS):
         if not 1 <= per_process <= MAX_PER_PROCESS:

@@ -178,9 +178,10 @@ def _register_simulate(commands) -> None:
     p.add_argument("--per-commune", type=_positive_int, default=5, metavar="N", help="units a commune (default 5)")
     p.add_argument("--per-district", type=_positive_int, default=10, metavar="N",
                    help="communes a district (default 10)")
-    p.add_argument("--per-process", type=_positive_int, default=25, metavar="N",
-                   help="units a process (default 25); a worker refuses more than fit below paho's "
-                        "limit of 1024 file descriptors")
+    p.add_argument("--per-process", type=_positive_int, default=10, metavar="N",
+                   help="units a process (default 10: units in one process share its GIL, and a "
+                        "province-wide push stalls when too many do); a worker refuses more than fit "
+                        "below paho's limit of 1024 file descriptors")
     p.add_argument("--speed", type=_positive_float, default=20.0, metavar="X",
                    help="the mock speaker plays X times faster than real time (default 20)")
     p.add_argument("--warmup", type=_zero_or_more, default=0.2, metavar="SECONDS",
