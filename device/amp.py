@@ -65,6 +65,7 @@ class AmpControl:
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
+        self._watching = threading.Event()  # set while powered (and at close): an amplifier off needs no watch
         self._monitor = None
         if driver is not None:
             driver.on_notice = self._notice
@@ -123,6 +124,7 @@ class AmpControl:
                 self._switch(self._mute, True)
                 self._switch(self._power, True)
                 self._powered_at = self._clock.monotonic()
+                self._watching.set()
                 self._zones_selected = None
                 log.info("amplifier on (warming up %.1f s)", self.warmup_s)
             return self._powered_at + self.warmup_s
@@ -220,6 +222,7 @@ class AmpControl:
     def close(self) -> None:
         """Stop watching and let go of the callbacks (the relays belong to the factory)."""
         self._stop.set()
+        self._watching.set()
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(5.0)
         if self._fault_input is not None:
@@ -243,7 +246,7 @@ class AmpControl:
             self._recovered()
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.poll_s):
+        while self._watching.wait() and not self._stop.wait(self.poll_s):
             try:
                 self.check()
             except Exception:  # noqa: BLE001 - the watch must outlive any one bad moment
@@ -376,6 +379,8 @@ class AmpControl:
         for relay in self._zones:
             self._switch(relay, False, force=True)
         self._powered_at = self._idle_since = self._zones_selected = None
+        if not self._stop.is_set():
+            self._watching.clear()
 
     def _wait_idle(self, wait_s: float, refusal: str) -> None:
         if self._playing and not self._idle.wait_for(lambda: not self._playing, wait_s):

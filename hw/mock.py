@@ -105,10 +105,13 @@ class MockRelay(GpioRelay):
     def __init__(self, role: str, pin: int, *, pin_factory: MockFactory, timeline: Timeline,
                  active_high: bool = True):
         self.timeline = timeline
+        self.listeners = []  # called with the new state after each change is recorded
         super().__init__(role, pin, active_high, pin_factory)
 
     def _changed(self, on: bool) -> None:
         self.timeline.record("relay", role=self.role, pin=self.pin, on=on)
+        for listener in self.listeners:
+            listener(on)
 
 
 class MockInput(GpioInput):
@@ -271,14 +274,22 @@ class MockHardware(HardwareFactory):
     was made: with the mains relay off it is dead, as a real amplifier is.
     `amp_boot_s` is how long it takes to answer after mains on. `faults` (default
     `$LOAXA_MOCK_FAULTS`) schedules failures for a demo: see `parse_fault_plan`.
+    `fitted` names the serial devices the unit has: one left out is absent, as on a
+    Pi with no port for it (a fixed commune cluster without GPS, say).
     """
 
     mock = True
 
     def __init__(self, output_dir, *, speed: float = 1.0, clock: Clock | None = None,
-                 amp_boot_s: float = 0.2, gps_interval_s: float = 1.0, faults: str | None = None):
+                 amp_boot_s: float = 0.2, gps_interval_s: float = 1.0, faults: str | None = None,
+                 fitted=SIMULATED):
         if not speed > 0:
             raise ValueError(f"mock speed must be > 0, got {speed}")
+        unknown = set(fitted) - set(SIMULATED)
+        if unknown:
+            raise ValueError(f"mock: unknown serial device(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(SIMULATED)})")
+        self.fitted = tuple(fitted)
         super().__init__(clock)
         self.output_dir = Path(output_dir)
         self.speed = speed
@@ -304,6 +315,8 @@ class MockHardware(HardwareFactory):
     def _make_relay(self, role: str, pin: int, active_high: bool) -> Relay:
         relay = MockRelay(role, pin, pin_factory=self.pin_factory, timeline=self.timeline,
                           active_high=active_high)
+        if role == "amp_power":
+            relay.listeners.append(self._mains_changed)
         self._relays[role] = relay
         return relay
 
@@ -354,8 +367,11 @@ class MockHardware(HardwareFactory):
     def _make_probes(self) -> MockProbes:
         return MockProbes(self.timeline)
 
-    def _simulated_port(self, kind: str) -> str:
+    def _simulated_port(self, kind: str) -> str | None:
         from .sim import AmplifierSimulator, GpsSimulator, ModemSimulator
+
+        if kind not in self.fitted:
+            return None
 
         if kind in self.simulators:
             raise HardwareError(f"mock {kind} simulator already in use")
@@ -365,7 +381,7 @@ class MockHardware(HardwareFactory):
         link = Path(self._sim_dir) / f"tty-{kind}"
         if kind == "amplifier":
             sim = AmplifierSimulator(link_path=link, boot_s=self.amp_boot_s, mains=self._mains_on,
-                                     timeline=self.timeline)
+                                     mains_poll_s=None, timeline=self.timeline)
         elif kind == "gps":
             sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s)
         else:
@@ -373,6 +389,11 @@ class MockHardware(HardwareFactory):
         self.simulators[kind] = sim.start()
         self._parts.append((sim, sim.close))
         return sim.port
+
+    def _mains_changed(self, on: bool) -> None:
+        sim = self.simulators.get("amplifier")
+        if sim is not None:
+            sim.wake()
 
     def _mains_on(self) -> bool:
         relay = self._relays.get("amp_power")

@@ -112,3 +112,32 @@ def test_clock_watch_sees_steps_and_trust_changes():
     assert steps == [-3600] and changes == [("untrusted", "ntp")] and watch.trusted
     always = ClockWatch(ManualClock(T, source="system"), "always")
     assert always.source() == "system" and always.trusted
+
+
+class StallingClock(ManualClock):
+    """The thread loses the CPU for `stall_s` right after each wall clock read."""
+
+    def __init__(self, start):
+        super().__init__(start)
+        self.stall_s = 0.0
+
+    def time(self) -> float:
+        wall = super().time()
+        self.advance(self.stall_s)
+        return wall
+
+
+def test_clock_watch_takes_a_late_read_for_no_step():
+    clock = StallingClock(T)
+    steps = []
+    watch = ClockWatch(clock, "auto", on_step=steps.append)
+    clock.stall_s = 5.0  # every try stalls: wall minus monotonic read naively would look 5 s back
+    clock.advance(1.0)
+    watch.check()
+    clock.stall_s = 0.0
+    clock.advance(1.0)
+    watch.check()
+    assert steps == []
+    clock.step(30)
+    watch.check()
+    assert steps == [30]

@@ -97,6 +97,8 @@ def test_status_forms(capsys, db):
     (["fleet", "simulate", "--units", "5", "--trust-key", "k=bad", "--broker", "mqtt://127.0.0.1:1"], 1,
      "--trust-key k"),
     (["fleet", "simulate", "--units", "5"], 1, "give --broker URL"),
+    (["fleet", "simulate", "--units", "5", "--devices", "gps,radio", "--broker", "mqtt://127.0.0.1:1"], 2,
+     "unknown device 'radio'"),
     (["fleet", "report"], 2, "--schedule"),
 ])
 def test_bad_input_is_one_clear_line(capsys, argv, code, message):

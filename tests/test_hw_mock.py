@@ -346,3 +346,36 @@ def test_system_clock():
     clock.sleep(-1)
     clock.sleep(0.02)
     assert 0.015 < clock.monotonic() - started < 0.5
+
+
+def test_a_serial_device_not_fitted_is_absent_as_on_a_pi(tmp_path):
+    with MockHardware(tmp_path, fitted=("amplifier",)) as mock:
+        assert mock.gps(None) is None and mock.modem(None) is None
+        assert mock.amplifier(None).hello().model == "LXA-PA350"
+        assert sorted(mock.simulators) == ["amplifier"]
+    with MockHardware(tmp_path, fitted=()) as mock:
+        assert mock.amplifier(None).hello().protocol == "relay"
+    with pytest.raises(ValueError, match="unknown serial device"):
+        MockHardware(tmp_path, fitted=("gps", "radio"))
+
+
+def test_idle_simulators_do_not_poll(tmp_path):
+    """A fleet simulation runs thousands of them: idle, they must sleep until spoken to."""
+    with MockHardware(tmp_path, amp_boot_s=0.05) as mock:
+        power = mock.relay("amp_power", 17)
+        amp, modem = mock.amplifier(None, timeout_s=0.2), mock.modem(None)
+        ticks = {}
+        for name, sim in mock.simulators.items():
+            original = sim.tick
+            ticks[name] = 0
+
+            def counted(original=original, name=name):
+                ticks[name] += 1
+                original()
+            sim.tick = counted
+        time.sleep(1.0)
+        assert ticks["amplifier"] <= 2 and ticks["modem"] <= 2, ticks  # mains off, nothing asked
+        power.on()  # the mains relay wakes the amplifier: it boots and answers at once
+        assert amp.hello().model == "LXA-PA350"
+        assert modem.poll().operator == "Viettel"  # a modem that sleeps still answers at once
+        assert mock.simulators["amplifier"].booted.wait(1.0)

@@ -11,21 +11,22 @@ import logging
 import os
 import select
 import threading
-import time
 import tty
 
 log = logging.getLogger("loaxa.sim")
 
 
-UNPLUGGED_CHECK_S = 0.05
-
-
 class PtySimulator:
-    """Subclasses provide `on_line(line: bytes)` and may override `tick()` (called every
-    `tick_s`; incoming bytes are answered at once)."""
+    """Subclasses provide `on_line(line: bytes)` and may override `tick()`, called every
+    `next_tick_s()` seconds (default `tick_s`; None: never, the device says nothing
+    unasked). Incoming bytes are answered at once.
+
+    The thread sleeps in select() until bytes come, the next tick is due, or `wake()`:
+    a fleet simulation runs thousands of these, and a simulator that polled would cost
+    more CPU than the unit code it serves."""
 
     name = "device"
-    tick_s = 0.25  # select() wakes on incoming bytes; the tick only paces what the device sends unasked
+    tick_s: float | None = None
 
     def __init__(self, *, link_path=None):
         self.link_path = str(link_path) if link_path else None
@@ -35,6 +36,7 @@ class PtySimulator:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread = None
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.plugged = False
         self._plug()
 
@@ -42,6 +44,20 @@ class PtySimulator:
     def port(self) -> str:
         """What the driver opens: `link_path` when given, else the tty's own path."""
         return self.link_path or self._slave_name
+
+    def next_tick_s(self) -> float | None:
+        """Seconds until `tick()` has something to do; None when only bytes or `wake()` matter."""
+        return self.tick_s
+
+    def wake(self) -> None:
+        """Look at `next_tick_s()` again now (something the device watches has changed)."""
+        fd = self._wake_fd
+        if fd is None:
+            return  # closed: nobody is waiting
+        try:
+            os.eventfd_write(fd, 1)
+        except OSError:
+            pass
 
     def start(self):
         if self._thread is None:
@@ -64,6 +80,7 @@ class PtySimulator:
             if self.link_path:
                 _remove(self.link_path)
             self._buffer.clear()
+        self.wake()  # the thread must stop waiting on the closed tty
         log.info("simulated %s unplugged", self.name)
 
     def replug(self) -> None:
@@ -71,6 +88,7 @@ class PtySimulator:
         with self._lock:
             if not self.plugged:
                 self._plug()
+        self.wake()
         log.info("simulated %s plugged in at %s", self.name, self.port)
 
     def send(self, data: bytes) -> None:
@@ -86,9 +104,13 @@ class PtySimulator:
     def close(self) -> None:
         """Stop the thread and remove the tty; safe twice."""
         self._stop.set()
+        self.wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
         self.unplug()
+        if self._wake_fd is not None and not (self._thread and self._thread.is_alive()):
+            os.close(self._wake_fd)
+            self._wake_fd = None
 
     def __enter__(self):
         return self.start()
@@ -110,20 +132,21 @@ class PtySimulator:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._safe(self.tick)
             master = self._master if self.plugged else None
-            if master is None:
-                self._stop.wait(UNPLUGGED_CHECK_S)  # a re-plugged device answers at once
-                self._safe(self.tick)
-                continue
+            watched = [self._wake_fd] if master is None else [master, self._wake_fd]
             try:
-                ready, _, _ = select.select([master], [], [], self.tick_s)
-                data = os.read(master, 4096) if ready else b""
+                ready, _, _ = select.select(watched, [], [], self.next_tick_s())
+                if self._wake_fd in ready:
+                    os.eventfd_read(self._wake_fd)
+                data = os.read(master, 4096) if master in ready else b""
+            except BlockingIOError:
+                data = b""
             except (OSError, ValueError, TypeError):
                 data = b""  # unplugged under our feet
-                time.sleep(self.tick_s)
+                self._stop.wait(0.05)
             if data:
                 self._take(data)
-            self._safe(self.tick)
 
     def _take(self, data: bytes) -> None:
         self._buffer += data

@@ -9,7 +9,10 @@
 
 `mains` (a callable) says whether the mains relay feeds the amplifier: without
 mains it is dead and silent; when mains returns it boots (`boot_s`), says `!BOOT`
-and starts muted with its output stage on, as a real amplifier powers up.
+and starts muted with its output stage on, as a real amplifier powers up. It is
+asked every `mains_poll_s`; with `mains_poll_s=None` only when `wake()` says it
+changed (MockHardware wakes it from the mains relay, so an idle amplifier costs
+nothing).
 """
 
 import threading
@@ -23,12 +26,13 @@ FAULTS = ("overtemp", "overcurrent", "short", "dc", "mains", "fan")
 
 class AmplifierSimulator(PtySimulator):
     name = "amplifier"
-    tick_s = 0.05  # boots and announces itself from tick(): the driver expects its HELLO answered within 0.3 s
+    boot_tick_s = 0.05  # boots and announces itself from tick(): the driver expects its HELLO answered within 0.3 s
 
     def __init__(self, *, link_path=None, model: str = "LXA-PA350", firmware: str = "1.4",
                  vol_max: int = 63, inputs: int = 2, boot_s: float = 0.0, mains=None,
-                 line_ohm: float | None = 8.2, timeline=None):
+                 mains_poll_s: float | None = 0.05, line_ohm: float | None = 8.2, timeline=None):
         super().__init__(link_path=link_path)
+        self.mains_poll_s = mains_poll_s
         self.model, self.firmware, self.vol_max, self.inputs = model, firmware, vol_max, inputs
         self.boot_s = boot_s
         self.mains = mains or (lambda: True)
@@ -89,6 +93,11 @@ class AmplifierSimulator(PtySimulator):
         return 38.0 + (6.0 if self.power and not self.mute else 0.0)
 
     # ---- the device ----
+    def next_tick_s(self) -> float | None:
+        if self._powered_since is not None and not self._announced:
+            return self.boot_tick_s  # booting: its !BOOT comes on time
+        return self.mains_poll_s
+
     def tick(self) -> None:
         with self._state_lock:
             if not self.mains():

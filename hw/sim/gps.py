@@ -25,7 +25,6 @@ class GpsSimulator(PtySimulator):
         self.talker, self.interval_s, self.satellites = talker, interval_s, satellites
         self.utc = utc or time.time  # seconds since the epoch the receiver reports
         self.lost = self.silent = False
-        self.tick_s = min(0.25, interval_s / 2)
         self._next = 0.0
         self.epochs_sent = 0
 
@@ -45,6 +44,9 @@ class GpsSimulator(PtySimulator):
     def clear(self) -> None:
         self.lost = self.silent = False
         self.replug()
+
+    def next_tick_s(self) -> float:
+        return min(max(0.0, self._next - time.monotonic()), self.interval_s)
 
     def tick(self) -> None:
         now = time.monotonic()

@@ -162,6 +162,15 @@ def _register_report(commands) -> None:
     p.set_defaults(func=report)
 
 
+def _devices(text: str) -> tuple:
+    known = ("amplifier", "gps", "modem")
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown device {unknown[0]!r} (known: {', '.join(known)})")
+    return names
+
+
 def _register_simulate(commands) -> None:
     p = commands.add_parser(
         "simulate", help="run N units on mock hardware against a broker (load tests, demos)",
@@ -188,6 +197,10 @@ def _register_simulate(commands) -> None:
                    help="amplifier warm-up (default 0.2)")
     p.add_argument("--cooldown", type=_zero_or_more, default=1.0, metavar="SECONDS",
                    help="amplifier cool-down (default 1)")
+    p.add_argument("--devices", type=_devices, default=("amplifier", "modem"), metavar="LIST",
+                   help="the serial devices each unit has, comma-separated from amplifier, gps, modem "
+                        "(default amplifier,modem: a fixed commune cluster; add gps for vehicles; "
+                        "a unit without amplifier drives a relay-only one)")
     p.add_argument("--state-dir", type=Path, metavar="DIR",
                    help="keep the units' state folders here (default: a temporary folder, removed at the end)")
     p.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="stop after this long")
@@ -348,7 +361,7 @@ def simulate(args) -> int:
         topic_prefix=options.topic_prefix, username=options.username,
         password_file=_password_file(args),
         ca_file=str(options.ca_file) if options.ca_file else None,
-        speed=args.speed, warmup_s=args.warmup, cooldown_s=args.cooldown)
+        speed=args.speed, warmup_s=args.warmup, cooldown_s=args.cooldown, devices=args.devices)
     simulation = Simulation(plan, per_process=args.per_process)
     if not trust:
         print("warning: no --trust-key: the units will refuse every schedule", file=sys.stderr)
