@@ -6,10 +6,12 @@ simulators), its own state folder and its own broker connection: what the broker
 the collector and the reports meet is exactly what real units would send.
 
 Units run in worker processes of at most `per_process` units each (default 10).
-Units in one process share its GIL: a unit's threads poll (serial simulators, GPS,
-the network loop), and when a province-wide push makes every unit of a process busy
-at once, each must wait its turn behind all the pollers; measured on 2 cores, 300
-units accepted a schedule in 1.5 s at 5 a process and in 36 s at 25. paho's network
+Units in one process share its GIL: when a province-wide push makes every unit busy
+at once, a worker with many units queues them all behind one lock. Measured on 2
+cores with 2,000 units: 10 a process (200 processes) accepted in 7.0-7.5 s; 40 a
+process (50) took 23 s or collapsed into keep-alive timeouts. An idle simulated unit
+costs ~0.3 ms of CPU a second because nothing in it polls: the simulators sleep until
+spoken to, the amplifier is watched only while it is on. paho's network
 loop uses select(), which cannot watch a file descriptor numbered 1024 or more, and
 a mock unit holds a few dozen (broker socket and wake-up pair, outbox database with
 its WAL, pseudo-terminals of its serial simulators, control socket, logs): a worker
