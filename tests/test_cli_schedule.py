@@ -119,6 +119,17 @@ def test_check_lists_next_plays_and_warns(tmp_path, doc_file):
     assert "bao-so-9" not in out(quiet).split("warning:", 1)[1]  # emergency items may sound
 
 
+def test_check_warns_of_the_units_default_quiet_hours_unless_told_otherwise(tmp_path):
+    d = example_doc()
+    d["items"].append({"id": "dem", "play": ["chime"], "at": "22:30"})
+    path = write_doc(tmp_path, d)
+    default = loaxa("schedule", "check", path, cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert "warning: items[2].at: 22:30 (dem) is inside the quiet hours 22:00-05:00" in out(default)
+    none = loaxa("schedule", "check", path, "--quiet-hours", "", cwd=tmp_path)
+    assert none.returncode == 0 and "22:30 (dem)" not in out(none)
+
+
 def test_check_json(tmp_path, doc_file):
     result = loaxa("schedule", "check", doc_file, "--from", "2026-12-01T00:00:00+07:00", "--days", "1", "--json",
                    cwd=tmp_path)

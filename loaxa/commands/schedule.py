@@ -21,6 +21,7 @@ from fleet import add_broker_arguments, broker_options, publish, read_retained
 from loaxa.commands._args import target_arg
 from loaxa.errors import DocumentError, KeyFileError, LoaxaError, Rejected, TargetError
 from loaxa.fsio import atomic_write
+from provisioning.config import SCHEMA as CONFIG_SCHEMA
 from scheduler import (DAY_NAMES, is_envelope, load_private_key, occurrences, open_envelope,
                        parse_public_key, parse_quiet_hours, parse_schedule,
                        quiet_hours_conflicts, read_envelope, sign_document, target_topic)
@@ -38,6 +39,9 @@ class CommandError(LoaxaError):
 
 
 # ---- argument types (a bad value is a usage error: exit 2) ----
+
+UNIT_QUIET_HOURS = CONFIG_SCHEMA["unit"]["quiet_hours"].default  # what a unit without its own has
+
 
 def _quiet_hours_arg(text: str):
     try:
@@ -102,9 +106,10 @@ def _register_check(commands) -> None:
                     "duration_s) and of non-emergency items inside --quiet-hours. Exit 0 when valid "
                     "(warnings allowed), 1 when not.")
     p.add_argument("file", metavar="FILE", help="schedule document or signed envelope ('-': stdin)")
-    p.add_argument("--quiet-hours", type=_quiet_hours_arg, metavar="HH:MM-HH:MM",
+    p.add_argument("--quiet-hours", type=_quiet_hours_arg, default=UNIT_QUIET_HOURS, metavar="HH:MM-HH:MM",
                    help="warn of non-emergency items starting inside these hours (in the document's "
-                        "timezone), e.g. 22:00-05:00")
+                        f"timezone); default {UNIT_QUIET_HOURS}, a unit's own default, since a unit "
+                        "refuses such a document; '' for none")
     p.add_argument("--days", type=_days_arg, default=DEFAULT_DAYS, metavar="N",
                    help=f"how many days of plays to list (default {DEFAULT_DAYS})")
     p.add_argument("--from", dest="start", type=_start_arg, metavar="WHEN",
