@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device.outbox import Outbox
 from loaxa.brokerurl import parse_broker_url
+from loaxa.callbacks import guarded
 
 log = logging.getLogger("loaxa.link")
 
@@ -43,19 +44,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
-
-
-def guarded(callback):
-    """Wrap a paho callback: an exception escaping one kills paho's network thread silently."""
-
-    def wrapper(*args, **kwargs):
-        try:
-            return callback(*args, **kwargs)
-        except Exception:  # noqa: BLE001 - the network thread must survive anything
-            log.exception("error in MQTT callback %s", callback.__name__)
-
-    wrapper.__name__ = callback.__name__
-    return wrapper
 
 
 class MqttLink:
@@ -111,10 +99,10 @@ class MqttLink:
         client.will_set(self._state_topic, self._will_payload, qos=1, retain=True)
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.max_queued_messages_set(0)
-        client.on_connect = guarded(self._handle_connect)
-        client.on_disconnect = guarded(self._handle_disconnect)
-        client.on_message = guarded(self._handle_message)
-        client.on_publish = guarded(self._handle_publish)
+        client.on_connect = guarded(self._handle_connect, log)
+        client.on_disconnect = guarded(self._handle_disconnect, log)
+        client.on_message = guarded(self._handle_message, log)
+        client.on_publish = guarded(self._handle_publish, log)
         self._client = client
         # connect_async only records where to go; the network thread connects, so a
         # broker that is down at boot is no failure.

@@ -44,6 +44,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleet.db import db_error_text, is_disconnect
+from loaxa.callbacks import guarded
 from fleet.ingest import Batch, Received
 
 __all__ = ["Collector", "CollectorSettings", "default_client_id", "subscriptions"]
@@ -56,15 +57,6 @@ KEEPALIVE_S = 30
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0
 
 
-def _guarded(callback):
-    """An exception escaping a paho callback would end paho's network thread: log it instead."""
-    def wrapper(*args, **kwargs):
-        try:
-            return callback(*args, **kwargs)
-        except Exception:  # noqa: BLE001 - the network thread must survive anything
-            log.exception("error in MQTT callback %s", callback.__name__)
-    wrapper.__name__ = callback.__name__
-    return wrapper
 
 
 def default_client_id() -> str:
@@ -137,11 +129,11 @@ class Collector:
             ca = self.broker.ca_file
             client.tls_set(ca_certs=str(ca) if ca else None, cert_reqs=ssl.CERT_REQUIRED)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = _guarded(self._on_connect)
-        client.on_connect_fail = _guarded(self._on_connect_fail)
-        client.on_disconnect = _guarded(self._on_disconnect)
-        client.on_subscribe = _guarded(self._on_subscribe)
-        client.on_message = _guarded(self._on_message)
+        client.on_connect = guarded(self._on_connect, log)
+        client.on_connect_fail = guarded(self._on_connect_fail, log)
+        client.on_disconnect = guarded(self._on_disconnect, log)
+        client.on_subscribe = guarded(self._on_subscribe, log)
+        client.on_message = guarded(self._on_message, log)
         return client
 
     def _connect_properties(self) -> Properties:
