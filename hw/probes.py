@@ -17,6 +17,8 @@ THROTTLE_BITS = {
     "under_voltage_occurred": 16, "freq_capped_occurred": 17, "throttled_occurred": 18,
     "soft_temp_limit_occurred": 19,
 }
+# The thermal zone that is the CPU, by its `type`, best first: Raspberry Pi, then PCs.
+CPU_ZONE_TYPES = ("cpu-thermal", "cpu_thermal", "x86_pkg_temp", "k10temp", "soc_thermal", "acpitz")
 
 
 def decode_throttled(word: int) -> dict[str, bool]:
@@ -63,8 +65,16 @@ class PiProbes(HealthProbes):
         self.vcgencmd = vcgencmd
 
     def cpu_temp_c(self) -> float | None:
-        text = _read(self.root / "sys/class/thermal/thermal_zone0/temp")
-        return None if text is None else int(text) / 1000
+        """The zone whose type names the CPU (a Pi's first), else the first readable zone."""
+        thermal = self.root / "sys/class/thermal"
+        zones = sorted(thermal.glob("thermal_zone*"), key=lambda p: (len(p.name), p.name))
+        readings = [(_read(zone / "type") or "", _millis(_read(zone / "temp"))) for zone in zones]
+        readings = [(kind, temp) for kind, temp in readings if temp is not None]
+        for wanted in CPU_ZONE_TYPES:
+            for kind, temp in readings:
+                if kind == wanted:
+                    return temp
+        return readings[0][1] if readings else None
 
     def throttling(self) -> dict[str, bool] | None:
         word = self._vcgencmd_word()
@@ -78,7 +88,10 @@ class PiProbes(HealthProbes):
         text = _read(self.root / "proc/meminfo")
         for line in (text or "").splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
+                try:
+                    return int(line.split()[1]) / 1024  # the kernel writes kB
+                except (IndexError, ValueError):
+                    return None
         return None
 
     def disk_free_mb(self, path) -> float | None:
@@ -86,7 +99,10 @@ class PiProbes(HealthProbes):
 
     def uptime_s(self) -> float | None:
         text = _read(self.root / "proc/uptime")
-        return None if not text else float(text.split()[0])
+        try:
+            return float(text.split()[0])
+        except (AttributeError, IndexError, ValueError):
+            return None
 
     def _vcgencmd_word(self) -> int | None:
         try:
@@ -174,6 +190,13 @@ def _read(path: Path) -> str | None:
     try:
         return path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _millis(text: str | None) -> float | None:
+    try:
+        return int(text) / 1000
+    except (TypeError, ValueError):
         return None
 
 

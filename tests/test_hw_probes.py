@@ -71,6 +71,32 @@ def test_decode_throttled():
     assert decode_throttled(0x1)["under_voltage"] and decode_throttled(0x80000)["soft_temp_limit_occurred"]
 
 
+def test_the_cpu_zone_is_found_by_type_and_bad_files_give_none(tmp_path):
+    thermal = tmp_path / "sys/class/thermal"
+    for name, kind, temp in [("thermal_zone0", "acpitz", "27800"), ("thermal_zone1", "x86_pkg_temp", "48123"),
+                             ("thermal_zone2", "cpu-thermal", "broken"), ("thermal_zone10", "iwlwifi", "40000")]:
+        (thermal / name).mkdir(parents=True)
+        (thermal / name / "type").write_text(kind + "\n")
+        (thermal / name / "temp").write_text(temp + "\n")
+    probes = PiProbes(tmp_path, vcgencmd=str(tmp_path / "no-vcgencmd"))
+    assert probes.cpu_temp_c() == pytest.approx(48.123)  # the CPU zone by type; the unreadable Pi zone skipped
+    (thermal / "thermal_zone2" / "temp").write_text("61234\n")
+    assert probes.cpu_temp_c() == pytest.approx(61.234)  # the Raspberry Pi's zone first
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/uptime").write_text("garbage\n")
+    (tmp_path / "proc/meminfo").write_text("MemAvailable: lots\n")
+    assert (probes.uptime_s(), probes.mem_free_mb()) == (None, None)
+    empty = PiProbes(tmp_path / "empty", vcgencmd=str(tmp_path / "no-vcgencmd"))
+    assert (empty.cpu_temp_c(), empty.uptime_s(), empty.mem_free_mb(), empty.throttling()) == (None,) * 4
+
+
+def test_readings_on_this_machine(tmp_path):
+    probes = PiProbes()
+    assert probes.uptime_s() > 0 and 0 < probes.mem_free_mb() < 16 * 1024 * 1024
+    temp = probes.cpu_temp_c()
+    assert temp is None or -40 < temp < 130
+
+
 def test_disk_free_of_a_folder_not_made_yet(tmp_path):
     free = PiProbes().disk_free_mb(tmp_path / "state" / "not" / "yet")
     st = os.statvfs(tmp_path)
