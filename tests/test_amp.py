@@ -12,6 +12,7 @@ from device.amp import AmpControl, AmpFault
 from hw import MockHardware, RelayOnlyAmplifier, SystemClock
 from loaxa.errors import HardwareError
 from tests.support.media import write_wav
+from tests.support.waiting import wait_for
 
 
 class Events(list):
@@ -117,15 +118,6 @@ def relay_changes_during_audio(timeline):
         elif event["kind"] == "relay" and inside:
             found.append(event)
     return found
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 # --- the sequence -------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from device.health import (DEFAULT_BUDGET_BYTES, HEALTH_FIELDS, HealthReporter, HealthRunner, change_reasons,
                            significant_change)
+from tests.support.waiting import wait_until
 
 ICT = timezone(timedelta(hours=7))
 T0 = datetime(2026, 11, 30, 5, 0, tzinfo=ICT)
@@ -197,13 +198,6 @@ class SteppedClock:
         return T0.astimezone(timezone.utc) + timedelta(seconds=self.mono)
 
 
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_runner_publishes_pokes_and_survives_failures():
     unit, clock, published, mode = Unit(), SteppedClock(), [], {"fail": None}
 
@@ -216,7 +210,7 @@ def test_runner_publishes_pokes_and_survives_failures():
 
     runner = HealthRunner(HealthReporter(unit.probes()), publish, clock, tz=ICT, sample_s=30).start()
     try:
-        wait_for(lambda: len(published) == 1)
+        wait_until(lambda: len(published) == 1, 5.0, 0.01, "one health report")
         assert published[0]["ts"].endswith("+07:00")
         clock.mono += 120
         unit.state["clock"] = "untrusted"
@@ -229,7 +223,7 @@ def test_runner_publishes_pokes_and_survives_failures():
         assert len(published) == 1 and runner.reporter.last_sent["clock"] == "ntp"  # nothing counted as sent
         mode["fail"] = None
         runner.poke()
-        wait_for(lambda: len(published) == 2)
+        wait_until(lambda: len(published) == 2, 5.0, 0.01, "two health reports")
         assert published[1]["clock"] == "untrusted"
     finally:
         runner.stop()

@@ -11,6 +11,11 @@ from hw import LED_PATTERNS, MockHardware, UnitHardware, pin_roles
 from loaxa.errors import HardwareError
 from provisioning import parse_config
 from tests.support.hw import FACTORIES, make, wired_pins
+from tests.support.waiting import wait_for as _wait_for
+
+
+def wait_for(predicate):
+    return _wait_for(predicate, timeout=3.0)
 
 
 @pytest.fixture(params=FACTORIES)
@@ -22,15 +27,6 @@ def kind(request):
 def hw(kind, tmp_path):
     with make(kind, tmp_path) as factory:
         yield factory
-
-
-def wait_for(predicate, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_a_relay_drives_an_input(kind, hw):

@@ -9,6 +9,7 @@ import pytest
 from hw import GpsClockSource, GpsReceiver, UnitClock
 from hw.sim import GpsSimulator
 from tests.support.hw import FACTORIES, make
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(params=FACTORIES)
@@ -32,15 +33,6 @@ class Events:
 
     def kinds(self):
         return [kind for kind, _ in self.seen]
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_fix_position_and_health(hw, sim):

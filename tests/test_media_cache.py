@@ -191,14 +191,7 @@ def test_disk_space_reserve(tmp_path, server, bulletin):
 
 # --- bad media: verified, but never playable -------------------------------------------
 
-BAD = {
-    "empty": (bad_media.empty, "file is empty"),
-    "not audio": (bad_media.not_audio, "audio"),
-    "truncated": (bad_media.truncated, "truncated"),
-    "corrupt": (bad_media.corrupt, "damaged"),
-    "unsupported codec": (bad_media.unsupported_codec, "unsupported audio codec"),
-    "ten hours": (bad_media.ten_hours, "over the limit of 10800 s"),
-}
+BAD = bad_media.REASONS
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

@@ -58,14 +58,7 @@ def test_prepare_json_and_another_target(tmp_path):
     assert set(report) >= {"input_lufs", "gain_db", "true_peak_dbtp", "limited_s"}
 
 
-BAD = {
-    "empty": (bad_media.empty, "file is empty"),
-    "not audio": (bad_media.not_audio, "audio"),
-    "truncated": (bad_media.truncated, "truncated"),
-    "corrupt": (bad_media.corrupt, "damaged"),
-    "unsupported codec": (bad_media.unsupported_codec, "unsupported audio codec"),
-    "ten hours": (bad_media.ten_hours, "over the limit of 10800 s"),
-}
+BAD = bad_media.REASONS
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

@@ -78,3 +78,15 @@ def corrupt(folder: Path) -> Path:
     path = Path(folder) / "corrupt.mp3"
     path.write_bytes(data[:2048] + random.Random(7).randbytes(len(data) - 2048))
     return path
+
+
+# Each maker, and words its reason must contain, where a reason is the cache's or the
+# command line's (the preparation tests check theirs more closely).
+REASONS = {
+    "empty": (empty, "file is empty"),
+    "not audio": (not_audio, "audio"),
+    "truncated": (truncated, "truncated"),
+    "corrupt": (corrupt, "damaged"),
+    "unsupported codec": (unsupported_codec, "unsupported audio codec"),
+    "ten hours": (ten_hours, "over the limit of 10800 s"),
+}
