@@ -443,8 +443,6 @@ def bench_units(count: int, per_process: int) -> bool:
             province = push_and_time(broker, observer, key, "bench/province", "group:sim", online, 120)
             push_cpu = cpu_seconds(fleet.pids) - cpu_before[0], cpu_seconds([broker.process.pid]) - cpu_before[1]
             drops, kinds = observer.drops, dict(sorted(observer.kinds.items()))
-            if os.environ.get("LOAXA_BENCH_KEEP_LOG"):
-                shutil.copy(broker.log_path, os.environ["LOAXA_BENCH_KEEP_LOG"])
         finally:
             fleet.stop()
             observer.close()

@@ -41,12 +41,15 @@ from pathlib import Path
 
 from fleet.errors import FleetError
 
-__all__ = ["MAX_PER_PROCESS", "SimulatedUnit", "Simulation", "SimulationPlan", "layout"]
+__all__ = ["DEFAULT_DEVICES", "MAX_PER_PROCESS", "SimulatedUnit", "Simulation", "SimulationPlan", "layout"]
 
 log = logging.getLogger("loaxa.fleet.simulate")
 
 MAX_PER_PROCESS = 200
 DEFAULT_PER_PROCESS = 10
+# Serial devices each unit has: a fixed commune cluster has an amplifier and a modem;
+# a GPS (vehicles) costs a simulated unit more CPU than the rest of its idle work.
+DEFAULT_DEVICES = ("amplifier", "modem")
 READY_TIMEOUT_S = 60.0
 STOP_THREADS = 32
 
@@ -87,9 +90,7 @@ class SimulationPlan:
     cooldown_s: float = 1.0
     timezone: str = "Asia/Ho_Chi_Minh"
     health_interval_s: float | None = None
-    # Serial devices each unit has: a fixed commune cluster has an amplifier and a modem;
-    # a GPS (vehicles) costs a simulated unit more CPU than the rest of its idle work.
-    devices: tuple = ("amplifier", "modem")
+    devices: tuple = DEFAULT_DEVICES
     log_level: str = "WARNING"
     # A thread waiting for the GIL wakes every switch interval to ask for it (5 ms by
     # default). When a province-wide push wakes every unit at once, a worker holds a

@@ -17,16 +17,15 @@ log = logging.getLogger("loaxa.sim")
 
 
 class PtySimulator:
-    """Subclasses provide `on_line(line: bytes)` and may override `tick()`, called every
-    `next_tick_s()` seconds (default `tick_s`; None: never, the device says nothing
-    unasked). Incoming bytes are answered at once.
+    """Subclasses provide `on_line(line: bytes)`; one that says things unasked overrides
+    `tick()` and `next_tick_s()` (when it is next due; by default never). Incoming bytes
+    are answered at once.
 
     The thread sleeps in select() until bytes come, the next tick is due, or `wake()`:
     a fleet simulation runs thousands of these, and a simulator that polled would cost
     more CPU than the unit code it serves."""
 
     name = "device"
-    tick_s: float | None = None
 
     def __init__(self, *, link_path=None):
         self.link_path = str(link_path) if link_path else None
@@ -47,7 +46,7 @@ class PtySimulator:
 
     def next_tick_s(self) -> float | None:
         """Seconds until `tick()` has something to do; None when only bytes or `wake()` matter."""
-        return self.tick_s
+        return None
 
     def wake(self) -> None:
         """Look at `next_tick_s()` again now (something the device watches has changed)."""

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fleet import add_broker_arguments, broker_options
 from fleet.errors import FleetError
+from loaxa.commands._args import positive_int
 from loaxa.errors import ConfigError
 from loaxa.fsio import atomic_write_text
 
@@ -26,16 +27,6 @@ from loaxa.fsio import atomic_write_text
 # when a fleet command runs (`_db()`), never when the CLI starts.
 DB_HELP = ("database URL: sqlite:////abs/path.db or postgresql://user@host/db "
            "(default: loaxa-fleet.db in the current folder)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -109,12 +100,12 @@ def _register_collect(commands) -> None:
                         "(default loaxa-collector-HOSTNAME)")
     p.add_argument("--share-group", metavar="NAME", default="loaxa-collectors",
                    help="the shared subscription group collectors split the load in (default %(default)s)")
-    p.add_argument("--session-expiry", type=_positive_int, default=7 * 86400, metavar="SECONDS",
+    p.add_argument("--session-expiry", type=positive_int, default=7 * 86400, metavar="SECONDS",
                    help="how long the broker keeps our session and queues for us while we are "
                         "away (default %(default)s: a week)")
-    p.add_argument("--receive-maximum", type=_positive_int, default=2000, metavar="N",
+    p.add_argument("--receive-maximum", type=positive_int, default=2000, metavar="N",
                    help="messages the broker may have in flight to us unacknowledged (default %(default)s)")
-    p.add_argument("--batch-size", type=_positive_int, default=500, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=500, metavar="N",
                    help="most messages committed in one transaction (default %(default)s)")
     p.add_argument("--stats-every", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="log a line of counts this often (default %(default)s)")
@@ -163,7 +154,7 @@ def _register_report(commands) -> None:
 
 
 def _devices(text: str) -> tuple:
-    known = ("amplifier", "gps", "modem")
+    from hw.mock import SIMULATED as known
     names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -178,16 +169,16 @@ def _register_simulate(commands) -> None:
                     "and broker connection, the mock speaker faster than real time), in processes of "
                     "--per-process units. Units are PROVINCE-dNN-cNN-uNN in group PROVINCE/dNN/cNN. "
                     "Runs until Ctrl-C, SIGTERM or --duration.")
-    p.add_argument("--units", type=_positive_int, required=True, metavar="N", help="how many units")
+    p.add_argument("--units", type=positive_int, required=True, metavar="N", help="how many units")
     p.add_argument("--trust-key", action="append", default=[], metavar="NAME=PUB|FILE.pub",
                    help="an operator public key the units trust (repeatable); without one they refuse "
                         "every schedule")
     p.add_argument("--province", type=_segment, default="sim", help="first group segment and unit id prefix "
                    "(default %(default)s)")
-    p.add_argument("--per-commune", type=_positive_int, default=5, metavar="N", help="units a commune (default 5)")
-    p.add_argument("--per-district", type=_positive_int, default=10, metavar="N",
+    p.add_argument("--per-commune", type=positive_int, default=5, metavar="N", help="units a commune (default 5)")
+    p.add_argument("--per-district", type=positive_int, default=10, metavar="N",
                    help="communes a district (default 10)")
-    p.add_argument("--per-process", type=_positive_int, default=10, metavar="N",
+    p.add_argument("--per-process", type=positive_int, default=10, metavar="N",
                    help="units a process (default 10: units in one process share its GIL, and a "
                         "province-wide push stalls when too many do); a worker refuses more than fit "
                         "below paho's limit of 1024 file descriptors")
@@ -197,7 +188,7 @@ def _register_simulate(commands) -> None:
                    help="amplifier warm-up (default 0.2)")
     p.add_argument("--cooldown", type=_zero_or_more, default=1.0, metavar="SECONDS",
                    help="amplifier cool-down (default 1)")
-    p.add_argument("--devices", type=_devices, default=("amplifier", "modem"), metavar="LIST",
+    p.add_argument("--devices", type=_devices, metavar="LIST",
                    help="the serial devices each unit has, comma-separated from amplifier, gps, modem "
                         "(default amplifier,modem: a fixed commune cluster; add gps for vehicles; "
                         "a unit without amplifier drives a relay-only one)")
@@ -351,7 +342,8 @@ def _password_file(args) -> str | None:
 
 
 def simulate(args) -> int:
-    from fleet.simulate import Simulation, SimulationPlan, layout, remove_state_root, temporary_state_root
+    from fleet.simulate import (DEFAULT_DEVICES, Simulation, SimulationPlan, layout, remove_state_root,
+                                temporary_state_root)
     options = broker_options(args)
     trust = _trust_keys(args.trust_key)
     state_root = str(args.state_dir.resolve()) if args.state_dir else temporary_state_root()
@@ -361,7 +353,8 @@ def simulate(args) -> int:
         topic_prefix=options.topic_prefix, username=options.username,
         password_file=_password_file(args),
         ca_file=str(options.ca_file) if options.ca_file else None,
-        speed=args.speed, warmup_s=args.warmup, cooldown_s=args.cooldown, devices=args.devices)
+        speed=args.speed, warmup_s=args.warmup, cooldown_s=args.cooldown,
+        devices=DEFAULT_DEVICES if args.devices is None else args.devices)
     simulation = Simulation(plan, per_process=args.per_process)
     if not trust:
         print("warning: no --trust-key: the units will refuse every schedule", file=sys.stderr)

@@ -18,7 +18,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from fleet import add_broker_arguments, broker_options, publish, read_retained
-from loaxa.commands._args import target_arg
+from loaxa.commands._args import positive_int, target_arg
 from loaxa.errors import DocumentError, KeyFileError, LoaxaError, Rejected, TargetError
 from loaxa.fsio import atomic_write
 from provisioning.config import SCHEMA as CONFIG_SCHEMA
@@ -71,16 +71,6 @@ def _start_arg(text: str):
     if when is None or when.tzinfo is None:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD or a date-time with offset, got {text!r}")
     return when
-
-
-def _version_arg(text: str) -> int:
-    try:
-        version = int(text)
-    except ValueError:
-        version = 0
-    if version < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return version
 
 
 # ---- the parsers ----
@@ -155,7 +145,7 @@ def _register_revoke(commands) -> None:
     p.add_argument("--key", required=True, metavar="KEY.key", help="the operator's private key")
     p.add_argument("--to", action="append", required=True, type=target_arg, metavar="unit:ID|group:PATH",
                    help="a target to revoke it on (repeatable)")
-    p.add_argument("--version", type=_version_arg, metavar="N",
+    p.add_argument("--version", type=positive_int, metavar="N",
                    help="the version to publish (default: the retained version + 1)")
     add_broker_arguments(p)
     p.set_defaults(func=revoke)
