@@ -10,7 +10,7 @@ from hw import AmpError, DeviceTimeout, Lxa1Amplifier, RelayOnlyAmplifier, Seria
 from hw.amplifier import frame, parse_frame
 from hw.sim import AmplifierSimulator
 from loaxa.errors import HardwareError
-from tests.support.hw import FACTORIES, make
+from tests.support.hw import hw, make  # noqa: F401 (hw: the fixture)
 
 
 @pytest.fixture
@@ -18,12 +18,6 @@ def sim(tmp_path):
     with AmplifierSimulator(link_path=tmp_path / "ttyAMP") as simulator:
         assert simulator.booted.wait(5)  # its !BOOT is out before a driver opens the port
         yield simulator
-
-
-@pytest.fixture(params=FACTORIES)
-def hw(request, tmp_path):
-    with make(request.param, tmp_path) as factory:
-        yield factory
 
 
 @pytest.fixture

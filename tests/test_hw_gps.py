@@ -8,14 +8,8 @@ import pytest
 
 from hw import GpsClockSource, GpsReceiver, UnitClock
 from hw.sim import GpsSimulator
-from tests.support.hw import FACTORIES, make
+from tests.support.hw import hw, make  # noqa: F401 (hw: the fixture)
 from tests.support.waiting import wait_for
-
-
-@pytest.fixture(params=FACTORIES)
-def hw(request, tmp_path):
-    with make(request.param, tmp_path) as factory:
-        yield factory
 
 
 @pytest.fixture

@@ -9,13 +9,7 @@ import pytest
 from hw import DeviceTimeout, Modem, ModemError, SerialLinkError
 from hw.modem import csq_to_dbm
 from hw.sim import ModemSimulator
-from tests.support.hw import FACTORIES, make
-
-
-@pytest.fixture(params=FACTORIES)
-def hw(request, tmp_path):
-    with make(request.param, tmp_path) as factory:
-        yield factory
+from tests.support.hw import hw, make  # noqa: F401 (hw: the fixture)
 
 
 @pytest.fixture

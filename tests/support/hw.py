@@ -22,6 +22,13 @@ def make(kind: str, tmp_path, **mock_options):
     return PiHardware("default")
 
 
+@pytest.fixture(params=FACTORIES)
+def hw(request, tmp_path):
+    """Each serial-device test once with each factory (import it into the test module)."""
+    with make(request.param, tmp_path) as factory:
+        yield factory
+
+
 def wired_pins(kind: str, hw) -> tuple[int, int]:
     """(output, input) joined by a wire; skips where there is no such pair."""
     if kind == "mock":
