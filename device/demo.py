@@ -39,12 +39,16 @@ def demo_key(state_dir: Path):
     return load_private_key(key_path)
 
 
-def demo_schedule(unit_id: str, tz, now, sha256: str, size: int) -> str:
-    """A day of plays: FIRST_PLAY_AFTER_S from now, then every EVERY_S, recurring daily."""
+def demo_schedule(unit_id: str, tz, now, sha256: str, size: int, lateness_s: float = 600.0) -> str:
+    """A day of plays: FIRST_PLAY_AFTER_S from now, then every EVERY_S, recurring daily.
+
+    The times just before now are left out: today's occurrence of them would be less
+    than `lateness_s` old, and the unit would play it late at once, before the first."""
     local_now = now.astimezone(tz)
     first = local_now + timedelta(seconds=FIRST_PLAY_AFTER_S)
+    last_offset_s = 86400 - FIRST_PLAY_AFTER_S - lateness_s
     times = sorted({(first + timedelta(seconds=EVERY_S * k)).strftime("%H:%M:%S")
-                    for k in range(86400 // EVERY_S)})
+                    for k in range(86400 // EVERY_S) if EVERY_S * k < last_offset_s})
     doc = {
         "type": "schedule", "id": f"demo/{unit_id}", "version": int(now.timestamp()),
         "targets": [f"unit:{unit_id}"], "issued_at": local_now.isoformat(timespec="seconds"),
@@ -65,7 +69,8 @@ def install_demo_schedule(unit) -> None:
     sha256 = hashlib.sha256(data).hexdigest()
     unit.media.seed(DEMO_BULLETIN, sha256)
     name, key = demo_key(unit.cfg.unit.state_dir)
-    text = demo_schedule(unit.cfg.unit.id, unit.tz, unit.clock.now(), sha256, len(data))
+    text = demo_schedule(unit.cfg.unit.id, unit.tz, unit.clock.now(), sha256, len(data),
+                         lateness_s=unit.cfg.unit.lateness_s)
     unit.offer_schedule(unit.topics.state.rsplit("/", 1)[0] + "/schedule", sign_document(text, key, name))
     log.info("demo: first bulletin in about %d s, then every %d minutes; mock speaker output in %s",
              FIRST_PLAY_AFTER_S, EVERY_S // 60, unit.cfg.hardware.mock_output_dir)
