@@ -42,6 +42,7 @@ from paho.mqtt.properties import Properties  # noqa: E402
 from fleet.broker import BrokerOptions, publish  # noqa: E402
 from loaxa.brokerurl import parse_broker_url  # noqa: E402
 from tests.support.broker import Broker  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 RECORDS_GOAL_PER_S = 5000
@@ -180,15 +181,6 @@ def collector_for(broker, db_url: str, client_id: str):
     engine = open_database(db_url)
     return Collector(BrokerOptions(parse_broker_url(broker.url)), FleetStore(engine),
                      CollectorSettings(client_id=client_id, share_group=client_id, stats_every_s=3600))
-
-
-def wait_for(predicate, timeout: float, step: float = 0.005) -> bool:
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def baseline_backlog(broker, records: int) -> float:
