@@ -20,11 +20,10 @@ def _refusing_broker_url() -> str:
     Held for the whole session, the port cannot be taken by anyone else meanwhile."""
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
-    _held.append(holder)
+    atexit.register(holder.close)
     return f"mqtt://127.0.0.1:{holder.getsockname()[1]}"
 
 
-_held: list = []
 # Each xdist worker imports this file: each holds its own port and its own folder.
 os.environ["LOAXA_DEMO_BROKER"] = _refusing_broker_url()
 # A demo started without XDG_STATE_HOME would share the user's ~/.local/state/loaxa-demo.
