@@ -145,7 +145,8 @@ def run_demo(environ=os.environ) -> int:
     from device.daemon import Unit
 
     cfg = build_demo_config(environ)
-    log.info("no config found: running the built-in demo (state in %s)", cfg.unit.state_dir)
+    log.info("no config found: running the built-in demo as unit %s (state in %s)",
+             cfg.unit.id, cfg.unit.state_dir)
     prepare_demo(cfg)
     Unit(cfg, after_start=announce_demo).run()
     return 0
