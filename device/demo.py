@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 
 from audio import DEMO_BULLETIN
 from hw.clock import SystemClock
-from loaxa.errors import LoaxaError
+from loaxa.brokerurl import parse_broker_url
+from loaxa.errors import ConfigError, LoaxaError
 from provisioning import demo_config
 from scheduler import (ScheduleStore, load_private_key, load_trusted_keys, public_key_b64,
                        sign_document, write_keypair)
@@ -47,8 +48,15 @@ def demo_state_dir(environ=os.environ) -> Path:
 
 
 def demo_broker_url(environ=os.environ) -> str:
-    """$LOAXA_DEMO_BROKER when set (checked like any broker.url), else the local broker."""
-    return environ.get(DEMO_BROKER_ENV, "").strip() or DEMO_BROKER
+    """$LOAXA_DEMO_BROKER when set, else the local broker; a bad one is a ConfigError naming it."""
+    url = environ.get(DEMO_BROKER_ENV, "").strip()
+    if not url:
+        return DEMO_BROKER
+    try:
+        parse_broker_url(url)
+    except ConfigError as exc:
+        raise ConfigError(exc.errors, DEMO_BROKER_ENV) from exc
+    return url
 
 
 def demo_key(state_dir: Path):
@@ -134,10 +142,10 @@ def announce_demo(unit) -> None:
 
 
 def build_demo_config(environ=os.environ):
+    broker_url = demo_broker_url(environ)  # before anything is written
     state_dir = demo_state_dir(environ)
     _, key = demo_key(state_dir)
-    return demo_config(state_dir, broker_url=demo_broker_url(environ),
-                       trust_keys={DEMO_KEY_NAME: public_key_b64(key)})
+    return demo_config(state_dir, broker_url=broker_url, trust_keys={DEMO_KEY_NAME: public_key_b64(key)})
 
 
 def run_demo(environ=os.environ) -> int:

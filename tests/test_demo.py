@@ -57,6 +57,13 @@ def test_missing_config_is_an_error_not_the_demo(tmp_path):
     assert not (tmp_path / "state" / "loaxa-demo").exists()
 
 
+def test_a_bad_LOAXA_DEMO_BROKER_is_one_line_naming_it(tmp_path):
+    result = run_loaxa("run", env=dict(demo_env(tmp_path), LOAXA_DEMO_BROKER="http://127.0.0.1:1883"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("loaxa: error: LOAXA_DEMO_BROKER: ")
+    assert not (tmp_path / "state" / "loaxa-demo").exists()
+
+
 def test_unparsable_config_is_an_error_not_the_demo(tmp_path):
     bad = tmp_path / "unit.toml"
     bad.write_text("[unit\nid = 3\n")
