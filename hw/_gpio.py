@@ -4,10 +4,13 @@ gpiozero is imported only when a relay is made: importing loaxa on a PC must
 not go looking for GPIO chips.
 """
 
+import logging
 import threading
 import warnings
 
 from loaxa.errors import HardwareError
+
+log = logging.getLogger("loaxa.gpio")
 
 from ._api import LED_PATTERNS, InputLine, Relay, StatusLed
 
@@ -64,17 +67,43 @@ class GpioRelay(Relay):
 
 def open_output(role: str, pin: int, active_high: bool, pin_factory):
     """A gpiozero DigitalOutputDevice, initially inactive; HardwareError in one line."""
-    try:
+    def make():
         from gpiozero import DigitalOutputDevice
 
-        with warnings.catch_warnings():
-            # PinFactoryFallback warnings list every driver tried; the error says enough.
-            warnings.simplefilter("ignore")
-            return DigitalOutputDevice(pin, active_high=active_high, initial_value=False,
-                                       pin_factory=pin_factory)
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise HardwareError(f"cannot open GPIO{pin} for relay {role}: {reason}") from exc
+        return DigitalOutputDevice(pin, active_high=active_high, initial_value=False,
+                                   pin_factory=pin_factory)
+
+    return _open_device(make, f"GPIO{pin} for relay {role}")
+
+
+def _open_device(make, what: str):
+    """`make()`, its gpiozero PinFactoryFallback warnings logged; HardwareError in one line.
+
+    gpiozero tries its drivers in turn (lgpio, RPi.GPIO, pigpio, native) for the first
+    device and warns of each that failed. They say why a Pi's GPIO does not work (no
+    lgpio on a Pi 5, where a fallback may even load and drive no pin), so they go to the
+    log, hence the journal, and a failure names them. Other warnings pass through."""
+    error = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            device = make()
+        except Exception as exc:  # gpiozero and lgpio raise their own types
+            error = exc
+    fallbacks = []
+    for warning in caught:
+        if warning.category.__name__ == "PinFactoryFallback":
+            fallbacks.append(" ".join(str(warning.message).split()))
+            log.warning("GPIO: %s", fallbacks[-1])
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
+                                   source=warning.source)
+    if error is not None:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        if fallbacks:
+            reason = f"{reason} ({'; '.join(fallbacks)})"
+        raise HardwareError(f"cannot open {what}: {reason}") from error
+    return device
 
 
 class GpioInput(InputLine):
@@ -171,13 +200,10 @@ class GpioStatusLed(StatusLed):
 
 def open_input(role: str, pin: int, active_high: bool, bounce_s, pin_factory):
     """A gpiozero DigitalInputDevice pulled to its inactive level; HardwareError in one line."""
-    try:
+    def make():
         from gpiozero import DigitalInputDevice
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return DigitalInputDevice(pin, pull_up=not active_high, bounce_time=bounce_s,
-                                      pin_factory=pin_factory)
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise HardwareError(f"cannot open GPIO{pin} for input {role}: {reason}") from exc
+        return DigitalInputDevice(pin, pull_up=not active_high, bounce_time=bounce_s,
+                                  pin_factory=pin_factory)
+
+    return _open_device(make, f"GPIO{pin} for input {role}")

@@ -18,6 +18,7 @@ from provisioning.config import (
     UnitConfig,
     config_warnings,
     demo_config,
+    demo_unit_id,
     detect_hardware_mode,
     find_config,
     load_config,
@@ -31,6 +32,6 @@ __all__ = [
     "DEVICE_MODEL_PATH", "MASK", "SCHEMA", "SYSTEM_CONFIG",
     "AmplifierConfig", "AudioConfig", "BrokerConfig", "ClockConfig", "Config", "GpioConfig",
     "GpsConfig", "HardwareConfig", "ModemConfig", "TrustConfig", "UnitConfig",
-    "config_warnings", "demo_config", "detect_hardware_mode", "find_config", "load_config",
+    "config_warnings", "demo_config", "demo_unit_id", "detect_hardware_mode", "find_config", "load_config",
     "mask_secrets", "parse_config", "read_password", "state_home",
 ]

@@ -49,6 +49,7 @@ import binascii
 import copy
 import datetime
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -792,6 +793,16 @@ def config_warnings(cfg: Config) -> list[str]:
     return warnings
 
 
+def demo_unit_id(state_dir: Path) -> str:
+    """The demo's unit id (and so its MQTT client id): one per state folder.
+
+    Two demos on one machine (two users, or a test beside a user's demo) reporting to
+    one broker under one client id would knock each other off it in turn, and write
+    into each other's records; a fixed id did."""
+    digest = hashlib.sha256(str(Path(state_dir).absolute()).encode("utf-8")).hexdigest()
+    return f"demo-{digest[:8]}"
+
+
 def demo_config(state_dir: Path, broker_url: str = "mqtt://127.0.0.1:1883",
                 trust_keys: Mapping[str, str] | None = None) -> Config:
     """The built-in demo's config: mock hardware, no quiet hours, state in `state_dir`.
@@ -799,7 +810,7 @@ def demo_config(state_dir: Path, broker_url: str = "mqtt://127.0.0.1:1883",
     Built through parse_config, so the demo obeys the same rules as a real unit.
     """
     data = {
-        "unit": {"id": "demo-unit", "groups": ["demo/demo-district/demo-commune"],
+        "unit": {"id": demo_unit_id(state_dir), "groups": ["demo/demo-district/demo-commune"],
                  "state_dir": str(state_dir), "quiet_hours": ""},
         "clock": {"trust": "always"},
         "broker": {"url": broker_url},

@@ -68,11 +68,16 @@ def _unit_path(path) -> str:
 
 
 def render_unit(executable, config_path, state_dir=TEMPLATE_STATE) -> str:
-    """The unit file with this machine's program, config and state folder."""
+    """The unit file with this machine's program, config and state folder (also its
+    working directory: lgpio writes there, and nothing else is writable)."""
     text = TEMPLATE.read_text(encoding="utf-8")
     text = text.replace(f"ExecStart={TEMPLATE_EXEC} run --config {TEMPLATE_CONFIG}",
                         f"ExecStart={_unit_path(executable)} run --config {_unit_path(config_path)}")
-    return text.replace(f"ReadWritePaths={TEMPLATE_STATE}", f"ReadWritePaths={_unit_path(state_dir)}")
+    state_dir = _unit_path(state_dir)
+    # The state folder is also the working directory, where lgpio makes its pipes.
+    for setting in ("ReadWritePaths={}", "WorkingDirectory={}", "Environment=LG_WD={}"):
+        text = text.replace(setting.format(TEMPLATE_STATE), setting.format(state_dir))
+    return text
 
 
 def sysusers_text(state_dir=TEMPLATE_STATE) -> str:

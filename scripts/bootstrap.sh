@@ -20,6 +20,16 @@ need mosquitto-clients command -v mosquitto_sub
 need alsa-utils command -v aplay
 if [ "$PURPOSE" = test ]; then
     need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb'
+    # tests/test_service.py checks the shipped unit file with `systemd-analyze verify`.
+    need systemd command -v systemd-analyze
+fi
+# lgpio, gpiozero's GPIO driver on a 64-bit Pi, has wheels for CPython 3.11 and 3.12 only
+# (Raspberry Pi OS Bookworm); with another Python (Trixie's 3.13) pip builds it from source.
+if [ "$(uname -m)" = aarch64 ] && ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' 2>/dev/null; then
+    need swig command -v swig
+    need liblgpio-dev test -e /usr/include/lgpio.h
+    need build-essential command -v gcc
+    need python3-dev "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
 fi
 need "$PYTHON" command -v "$PYTHON"
 if command -v "$PYTHON" >/dev/null 2>&1; then

@@ -18,6 +18,7 @@ from provisioning import (
     Config,
     config_warnings,
     demo_config,
+    demo_unit_id,
     detect_hardware_mode,
     find_config,
     load_config,
@@ -518,7 +519,7 @@ def test_broken_system_link_is_not_the_demo(tmp_path):
 
 def test_demo_config(tmp_path):
     cfg = demo_config(tmp_path / "demo", trust_keys={"demo": PUBLIC_KEY})
-    assert cfg.unit.id == "demo-unit" and cfg.unit.groups
+    assert cfg.unit.id == demo_unit_id(tmp_path / "demo") and cfg.unit.groups
     assert cfg.unit.quiet_hours == ""
     assert cfg.hardware.mode == "mock" and cfg.clock.trust == "always"
     assert cfg.unit.state_dir == tmp_path / "demo"

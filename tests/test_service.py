@@ -39,6 +39,27 @@ def unit_settings(text: str) -> dict[str, list[str]]:
     return settings
 
 
+def writable_paths(settings: dict[str, list[str]]) -> list[Path]:
+    """What a service may write under ProtectSystem=strict (systemd.exec(5)): its
+    ReadWritePaths, its StateDirectory under /var/lib, and with PrivateTmp its /tmp."""
+    assert settings["ProtectSystem"] == ["strict"]
+    paths = [Path(p.lstrip("-+")) for value in settings.get("ReadWritePaths", []) for p in value.split()]
+    paths += [Path("/var/lib") / name for value in settings.get("StateDirectory", []) for name in value.split()]
+    if settings.get("PrivateTmp") == ["true"]:
+        paths += [Path("/tmp"), Path("/var/tmp")]
+    return paths
+
+
+def assert_lgpio_can_write(settings: dict[str, list[str]], state_dir: str) -> None:
+    """lgpio makes its notification pipes in LG_WD, else the working directory
+    (systemd's default "/"): both must be the state folder, writable (gpiozero#1106)."""
+    workdir = settings.get("WorkingDirectory", ["/"])
+    assert workdir == [state_dir]
+    environment = dict(item.split("=", 1) for value in settings.get("Environment", []) for item in value.split())
+    assert environment.get("LG_WD") == state_dir
+    assert any(Path(state_dir).is_relative_to(p) for p in writable_paths(settings)), writable_paths(settings)
+
+
 def test_packaged_unit_is_the_one_shipped():
     assert TEMPLATE.read_text() == (ROOT / "packaging" / "loaxa.service").read_text()
 
@@ -56,6 +77,7 @@ def test_unit_file_is_hardened():
     assert settings["StartLimitIntervalSec"] == ["0"]   # never stops restarting
     assert "PrivateDevices" not in settings              # GPIO, serial and ALSA live in /dev
     assert settings["CapabilityBoundingSet"] == ["CAP_SYS_TIME"] == settings["AmbientCapabilities"]
+    assert_lgpio_can_write(settings, "/var/lib/loaxa")
 
 
 def test_render_fills_in_this_machines_paths():
@@ -63,6 +85,7 @@ def test_render_fills_in_this_machines_paths():
     settings = unit_settings(text)
     assert settings["ExecStart"] == ["/srv/venv/bin/loaxa run --config /etc/loaxa/unit.toml"]
     assert settings["ReadWritePaths"] == ["/data/loaxa"]
+    assert_lgpio_can_write(settings, "/data/loaxa")  # the state folder moved: lgpio's too
     with pytest.raises(ServiceError):
         render_unit("/my venv/bin/loaxa", "/etc/loaxa/config.toml")
 
@@ -75,8 +98,10 @@ def test_sysusers_makes_the_user_and_its_groups():
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_analyze_verify(tmp_path):
+    # Rendered with paths that exist here: verify checks the program, and reads the rest.
+    (tmp_path / "state").mkdir()
     path = tmp_path / "loaxa.service"
-    path.write_text(render_unit(Path(sys.prefix) / "bin" / "loaxa", tmp_path / "config.toml"))
+    path.write_text(render_unit(Path(sys.prefix) / "bin" / "loaxa", tmp_path / "config.toml", tmp_path / "state"))
     result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     noise = [line for line in result.stderr.splitlines() if "loaxa.service" in line]
@@ -109,6 +134,7 @@ def test_install_into_a_temporary_root(tmp_path):
     # The installed system sees its own paths, not this machine's temporary folder.
     assert settings["ExecStart"][0].endswith(" run --config /etc/loaxa/config.toml")
     assert settings["ReadWritePaths"] == ["/var/lib/loaxa"]
+    assert_lgpio_can_write(settings, "/var/lib/loaxa")
     link = root / "etc/systemd/system/multi-user.target.wants/loaxa.service"
     assert link.is_symlink() and os.readlink(link) == "/etc/systemd/system/loaxa.service"
     passwd = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").read_text().splitlines()}

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from device.control import ControlServer
+from provisioning import demo_unit_id
 from device.outbox import Outbox
 from scheduler import ScheduleStore, load_private_key, load_trusted_keys, sign_document, write_keypair
 
@@ -73,7 +74,7 @@ def test_no_config_no_daemon(tmp_path):
     assert "Traceback" not in result.stderr
     doc = json.loads(loaxa("--json", home=tmp_path).stdout)
     assert doc == {"running": False, "config": None, "state_dir": str(tmp_path / "xdg" / "loaxa-demo"), "demo": True,
-                   "unit": "demo-unit", "outbox": 0, "schedules": [], "next": []}
+                   "unit": demo_unit_id(tmp_path / "xdg" / "loaxa-demo"), "outbox": 0, "schedules": [], "next": []}
     assert not (tmp_path / "xdg").exists()  # looking changes nothing
 
 

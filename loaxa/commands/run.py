@@ -19,16 +19,14 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     # Imported here so `loaxa --help` stays fast and free of hardware imports.
-    from device.daemon import Unit
-    from device.demo import build_demo_config, install_demo_schedule
-
     path = find_config(args.config)
     if path is None:
-        cfg = build_demo_config()
-        log.info("no config found: running the built-in demo (state in %s)", cfg.unit.state_dir)
-        Unit(cfg, after_start=install_demo_schedule).run()
-    else:
-        cfg = load_config(path)
-        log.info("unit %s starting with %s", cfg.unit.id, path)
-        Unit(cfg).run()
+        from device.demo import run_demo
+
+        return run_demo()
+    from device.daemon import Unit
+
+    cfg = load_config(path)
+    log.info("unit %s starting with %s", cfg.unit.id, path)
+    Unit(cfg).run()
     return 0

@@ -51,7 +51,7 @@ def _unit_config(explicit):
     path = find_config(explicit)
     if path is not None:
         return load_config(path), path, False
-    from device.demo import DEMO_BROKER, DEMO_KEY_NAME, demo_state_dir
+    from device.demo import DEMO_KEY_NAME, demo_broker_url, demo_state_dir
 
     state_dir = demo_state_dir()
     pub = state_dir / "keys" / f"{DEMO_KEY_NAME}.pub"
@@ -59,7 +59,7 @@ def _unit_config(explicit):
         keys = {DEMO_KEY_NAME: pub.read_text(encoding="ascii").strip()}
     except (OSError, UnicodeDecodeError):
         keys = {}  # no demo run yet (or not ours to read): no schedule can be verified
-    return demo_config(state_dir, broker_url=DEMO_BROKER, trust_keys=keys), None, True
+    return demo_config(state_dir, broker_url=demo_broker_url(), trust_keys=keys), None, True
 
 
 # ---- reading the state folder directly ----
