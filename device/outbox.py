@@ -373,7 +373,7 @@ class Outbox:
             return gone
         for kind in self._kinds_in_drop_order(db):
             while size > self.max_bytes and count > 1:
-                need = max(1, (size - self.max_bytes) * count // max(size, 1) + 1)
+                need = max(1, -(-(size - self.max_bytes) * count // size))  # rows of average size
                 rows = db.execute(
                     "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = ?"
                     " ORDER BY seq LIMIT ?) RETURNING kind, length(topic) + length(payload)",
