@@ -33,7 +33,7 @@ def bulk_fill(path, count, kind="playlog", payload=None):
 
 
 def make_link(url, box, window=None):
-    extra = {}
+    extra = {} if window is None else {"window": window}
     return MqttLink(
         url=url, client_id="unit-test-01", username=None, password=None, ca_file=None,
         state_topic="loaxa/unit/unit-test-01/state", online_payload=lambda: b"{}",
