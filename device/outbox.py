@@ -95,6 +95,12 @@ def disk_fault_reason(exc: BaseException, folder: Path) -> str:
     return f"state disk error ({exc})"
 
 
+def _plausible(row) -> bool:
+    topic, payload, qos, kind = row
+    return (isinstance(topic, str) and bool(topic) and isinstance(payload, bytes)
+            and qos in (0, 1, 2) and isinstance(kind, str) and bool(kind))
+
+
 class Outbox:
     def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES, *,
                  memory_limit: int = MEMORY_LIMIT, recover: bool = True,
@@ -167,9 +173,9 @@ class Outbox:
         False (and `degraded` set) when the disk will not have it: records stay in memory."""
         self._last_try = self._clock()
         try:
-            if self._force_set_aside:
-                raise sqlite3.DatabaseError("database disk image is malformed")
             try:
+                if self._force_set_aside:  # found damaged while running
+                    raise sqlite3.DatabaseError("database disk image is malformed")
                 db = self._open()
             except sqlite3.DatabaseError as exc:
                 if not is_corrupt(exc):
@@ -218,8 +224,9 @@ class Outbox:
 
     def _prune_corrupt(self) -> None:
         """Keep the newest KEEP_CORRUPT damaged files: an SD card that keeps corrupting must not fill up."""
-        damaged = sorted(p for p in self.path.parent.glob(f"{self.path.name}.corrupt-*")
-                         if not p.name.endswith(("-wal", "-shm")))
+        damaged = sorted((p for p in self.path.parent.glob(f"{self.path.name}.corrupt-*")
+                          if not p.name.endswith(("-wal", "-shm"))),
+                         key=lambda p: (p.stat().st_ctime_ns, p.name))  # ctime: when it was set aside
         for old in damaged[:-KEEP_CORRUPT]:
             for suffix in ("", "-wal", "-shm"):
                 try:
@@ -234,8 +241,12 @@ class Outbox:
         try:
             old = sqlite3.connect(f"file:{damaged}?immutable=1", uri=True)
             try:
+                # A file shorter than its header says is refused at once unless the schema
+                # checks are relaxed; the pages that are there can then still be read.
+                old.execute("PRAGMA writable_schema=ON")
                 for row in old.execute("SELECT topic, payload, qos, kind FROM outbox ORDER BY seq"):
-                    rows.append(row)
+                    if _plausible(row):  # a damaged page can still yield rows of nonsense
+                        rows.append(row)
             finally:
                 old.close()
         except sqlite3.Error:

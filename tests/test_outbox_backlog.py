@@ -155,8 +155,8 @@ def test_records_added_during_a_drain_follow_in_order(tmp_path, broker):
     link.start()
     try:
         for n in range(500, 600):
-            seq = box.add(TOPIC, json.dumps({"n": n}).encode(), kind="playlog")
-            link.send_record(seq, TOPIC, b"")
+            payload = json.dumps({"n": n}).encode()
+            link.send_record(box.add(TOPIC, payload, kind="playlog"), TOPIC, payload)
         wait_until(lambda: box.depth() == 0, 30, what="drained")
         wait_until(lambda: len(watch.payloads(TOPIC)) >= 600, 10)
     finally:
