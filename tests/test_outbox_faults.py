@@ -291,3 +291,25 @@ def test_opening_on_a_full_disk_starts_in_memory(small_disk):
     box.add(TOPIC, b"new", kind="playlog")
     assert box.degraded == "state disk full" and box.depth() == 1
     box.close()
+
+
+# ---- the whole unit ----
+
+def test_a_unit_with_a_damaged_outbox_starts_and_says_so(tmp_path, broker):
+    from tests.support.unit import UnitProcess, write_unit_config
+    unit_id = "dl-outbox-01"
+    config = write_unit_config(tmp_path / "unit", unit_id=unit_id, groups=["dak-lak"], broker_url=broker.url,
+                               trust={}, extra="[outbox]\nmax_mb = 16\n")
+    state = tmp_path / "unit" / "state"
+    state.mkdir(parents=True)
+    _text(state / "outbox.sqlite")
+    watch = broker.collector(f"loaxa/unit/{unit_id}/event")
+    unit = UnitProcess(config)  # used to die at start: "file is not a database"
+    try:
+        topic, payload = watch.wait_for(lambda t, p: json.loads(p)["kind"] == "storage.corrupt", 30)
+        event = json.loads(payload)
+        assert "outbox.sqlite.corrupt-" in event["file"] and "moved aside" in event["detail"]
+        assert os.path.exists(event["file"])
+    finally:
+        assert unit.stop() == 0
+        watch.close()
