@@ -72,6 +72,27 @@ def is_corrupt(exc: BaseException) -> bool:
             or "not a database" in text or "malformed" in text)
 
 
+def _probe_write(folder: Path) -> int | None:
+    """The errno of writing one block into `folder`, or None when that works. statvfs is not
+    enough: ext4's emergency read-only (errors=remount-ro on a failing card) leaves it "rw"."""
+    probe = Path(folder) / ".outbox-probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+    except OSError as exc:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return exc.errno
+    return None
+
+
 def disk_fault_reason(exc: BaseException, folder: Path) -> str:
     """A few words for health `faults`: what the state disk is doing wrong."""
     name = getattr(exc, "sqlite_errorname", None) or ""
@@ -82,14 +103,12 @@ def disk_fault_reason(exc: BaseException, folder: Path) -> str:
         return "state folder read-only"
     if code in FULL_ERRNOS or name == "SQLITE_FULL" or "disk is full" in text:
         return "state disk full"
-    try:  # SQLite reports EROFS/ENOSPC on a write as a plain "disk I/O error": ask the filesystem
-        st = os.statvfs(folder)
-        if st.f_flag & os.ST_RDONLY:
-            return "state folder read-only"
-        if st.f_bavail == 0:
-            return "state disk full"
-    except OSError:
-        pass
+    # SQLite reports EROFS/ENOSPC on a write as a plain "disk I/O error": ask the disk itself.
+    code = _probe_write(folder)
+    if code in READONLY_ERRNOS:
+        return "state folder read-only"
+    if code in FULL_ERRNOS:
+        return "state disk full"
     if is_corrupt(exc):
         return "outbox file damaged"
     return f"state disk error ({exc})"

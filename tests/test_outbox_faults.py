@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -262,6 +263,49 @@ def test_records_held_in_memory_reach_the_broker_and_leave_memory(small_disk, br
         assert box.in_memory() == 0
         wait_until(lambda: len(watch.payloads(TOPIC)) >= 40, 10)
         assert {json.loads(p)["id"] for p in watch.payloads(TOPIC)} == set(ids)
+    finally:
+        link.stop()
+        box.close()
+        watch.close()
+
+
+@pytest.fixture
+def ext4_disk(tmp_path):
+    """A loop-mounted ext4 with errors=remount-ro, as a Pi's SD card is mounted: a
+    triggered filesystem error turns it read-only under open files, as a failing card does
+    (a plain `remount,ro` is refused while files are open for writing)."""
+    image, mount = tmp_path / "sd.img", tmp_path / "state"
+    mount.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(8 * 1024 * 1024)
+    made = subprocess.run(["mkfs.ext4", "-q", str(image)], capture_output=True, text=True)
+    done = made.returncode == 0 and subprocess.run(
+        ["mount", "-o", "loop,errors=remount-ro", str(image), str(mount)], capture_output=True).returncode == 0
+    if not done:
+        pytest.skip("cannot loop-mount an ext4 here (the injected tests cover this)")
+    device = subprocess.run(["findmnt", "-n", "-o", "SOURCE", str(mount)], capture_output=True,
+                            text=True).stdout.strip()
+    try:
+        yield type("Disk", (), dict(folder=mount, trigger=Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error")))
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_state_folder_turned_read_only_under_the_unit(ext4_disk, broker):
+    box = Outbox(ext4_disk.folder / "outbox.sqlite")
+    box.add(TOPIC, b'{"n": -1}', kind="playlog")
+    ext4_disk.trigger.write_text("1")  # the card fails: the kernel remounts it read-only
+    for n in range(5):
+        box.add(TOPIC, json.dumps({"n": n}).encode(), kind="playlog")  # never raises
+    assert box.degraded == "state folder read-only"
+    assert box.depth() == 6
+    watch = broker.collector(TOPIC)
+    link = make_link(broker.url, box)
+    link.start()
+    try:
+        wait_until(lambda: box.in_memory() == 0, 20, what="the records held in memory delivered")
+        wait_until(lambda: len(watch.payloads(TOPIC)) >= 6, 10)
+        assert sorted(json.loads(p)["n"] for p in watch.payloads(TOPIC)) == [-1, 0, 1, 2, 3, 4]
     finally:
         link.stop()
         box.close()
