@@ -173,19 +173,48 @@ class Outbox:
                 "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                 " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
                 " kind TEXT NOT NULL, created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0))")
-            # Trimming picks the oldest rows of one kind: without this it scans the whole table.
-            db.execute("CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, seq)")
-            # This reads every row's header: a truncated file shows here, not in the middle of a drain.
-            count, size, top = db.execute(
-                f"SELECT COUNT(*), TOTAL(length(topic) + length(payload) + {ROW_OVERHEAD}), MAX(seq)"
-                " FROM outbox").fetchone()
+            self._keep_size(db)
+            top = db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
             used = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         except BaseException:
             db.close()
             raise
-        self._count, self._bytes = count, int(size)
+        self._read_size(db)
         self._last_seq = max(self._last_seq, top or 0, used[0] if used else 0)
         return db
+
+    @staticmethod
+    def _keep_size(db) -> None:
+        """Rows and bytes kept by triggers in one row: the budget is known at open without
+        reading a 256 MB file (the first open of an older file counts it once)."""
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox_size_add'").fetchone():
+            return
+        row = f"length({{0}}.topic) + length({{0}}.payload) + {ROW_OVERHEAD}"
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Trimming picks the oldest rows of one kind: without this it scans the whole table.
+            db.execute("CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, seq)")
+            db.execute("CREATE TABLE IF NOT EXISTS outbox_size (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                       " rows INTEGER NOT NULL, bytes INTEGER NOT NULL)")
+            db.execute("CREATE TRIGGER outbox_size_add AFTER INSERT ON outbox BEGIN UPDATE outbox_size"
+                       f" SET rows = rows + 1, bytes = bytes + {row.format('NEW')} WHERE id = 1; END")
+            db.execute("CREATE TRIGGER outbox_size_remove AFTER DELETE ON outbox BEGIN UPDATE outbox_size"
+                       f" SET rows = rows - 1, bytes = bytes - ({row.format('OLD')}) WHERE id = 1; END")
+            db.execute("INSERT OR REPLACE INTO outbox_size (id, rows, bytes)"
+                       f" SELECT 1, COUNT(*), CAST(TOTAL({row.format('outbox')}) AS INTEGER) FROM outbox")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _size_of(db) -> tuple[int, int]:
+        return db.execute("SELECT rows, bytes FROM outbox_size WHERE id = 1").fetchone()
+
+    def _read_size(self, db) -> None:
+        """After a commit only: a rolled-back transaction must not leave its counts behind."""
+        self._count, self._bytes = self._size_of(db)
 
     def _try_open(self) -> bool:
         """Open (or reopen) the file; on a damaged one, set it aside and start afresh.
@@ -280,8 +309,7 @@ class Outbox:
             db.execute("ROLLBACK") if db.in_transaction else None
             return
         self.salvaged += len(rows)
-        self._count += len(rows)
-        self._bytes += sum(len(t) + len(p) + ROW_OVERHEAD for t, p, _, _ in rows)
+        self._read_size(db)
         self._last_seq = max(self._last_seq, db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0] or 0)
         log.warning("outbox: %d record(s) salvaged from the damaged file", len(rows))
 
@@ -339,9 +367,7 @@ class Outbox:
             moved = self._move_memory_to(db)
             seq = db.execute("INSERT INTO outbox (topic, payload, qos, kind) VALUES (?,?,?,?)",
                              (topic, payload, qos, kind)).lastrowid
-            count = self._count + len(moved) + 1
-            size = self._bytes + sum(rec.size for rec, _ in moved) + len(topic) + len(payload) + ROW_OVERHEAD
-            gone = self._trim(db, count, size)
+            gone = self._trim(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -351,8 +377,8 @@ class Outbox:
                     pass
             raise
         self._finish_move(moved)
-        self._count, self._bytes = count - len(gone), size - sum(size_ for _, size_ in gone)
-        self._count_drops(kind_ for kind_, _ in gone)
+        self._read_size(db)
+        self._count_drops(gone)
         self._last_seq = max(self._last_seq, seq)
         if self.degraded:
             log.warning("outbox: the state disk takes records again")
@@ -396,9 +422,11 @@ class Outbox:
             self.epoch += 1
         log.info("outbox: %d record(s) kept in memory are on disk again", len(moved))
 
-    def _trim(self, db, count: int, size: int) -> list[tuple[str, int]]:
-        """Delete the oldest rows of the least valuable kind until the rows fit the budget."""
-        gone: list[tuple[str, int]] = []
+    def _trim(self, db) -> list[str]:
+        """Delete the oldest rows of the least valuable kind until the rows fit the budget;
+        the kinds of the rows that went."""
+        gone: list[str] = []
+        count, size = self._size_of(db)
         if size <= self.max_bytes:
             return gone
         for kind in self._kinds_in_drop_order(db):
@@ -406,14 +434,11 @@ class Outbox:
                 need = max(1, -(-(size - self.max_bytes) * count // size))  # rows of average size
                 rows = db.execute(
                     "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE kind = ?"
-                    " ORDER BY seq LIMIT ?) RETURNING kind, length(topic) + length(payload)",
-                    (kind, need)).fetchall()
+                    " ORDER BY seq LIMIT ?) RETURNING kind", (kind, need)).fetchall()
                 if not rows:
                     break
-                for kind_, length in rows:
-                    gone.append((kind_, length + ROW_OVERHEAD))
-                    count -= 1
-                    size -= length + ROW_OVERHEAD
+                gone += [row[0] for row in rows]
+                count, size = self._size_of(db)
             if size <= self.max_bytes:
                 break
         return gone
@@ -489,8 +514,7 @@ class Outbox:
                         pass
                 raise
             self._finish_move(moved)
-            self._count += len(moved)
-            self._bytes += sum(rec.size for rec, _ in moved)
+            self._read_size(db)
         else:
             db.execute("SELECT 1 FROM outbox LIMIT 1").fetchall()
         if self.degraded and not self._undeleted:
@@ -553,8 +577,8 @@ class Outbox:
         db = self._db
         db.execute("BEGIN")
         try:
-            sizes = [row[0] for seq in seqs for row in db.execute(
-                "DELETE FROM outbox WHERE seq = ? RETURNING length(topic) + length(payload)", (seq,))]
+            for seq in seqs:
+                db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -564,8 +588,7 @@ class Outbox:
                     pass
             raise
         self._undeleted.difference_update(seqs)
-        self._count -= len(sizes)
-        self._bytes -= sum(sizes) + ROW_OVERHEAD * len(sizes)
+        self._read_size(db)
 
     def _remember_undeleted(self, seqs) -> None:
         # Bounded: forgetting one only means the broker gets it twice (deduplicated by `id`).
