@@ -82,6 +82,7 @@ class MqttLink:
         self.window = window
         self._cursor = 0  # the highest outbox seq handed to paho since the last rescan
         self._rescan = True  # from the oldest row again (after a connect, or the outbox renumbered)
+        self._more = True  # the last refill filled the window: the outbox may hold more
         self._epoch = None  # the outbox's epoch the cursor belongs to
         self._publishing = False
         self._early_acks: dict = {}  # mid -> reason code for a PUBACK handled before publish() returned
@@ -139,7 +140,8 @@ class MqttLink:
                 rc = client.loop(timeout=1.0)  # paho wakes its select itself on publish
                 self._outbox.maintain()
                 self._delete_acked()
-                self._refill(min_room=max(1, self.window // 4))
+                if self._more or self._rescan or self._epoch != self._outbox.epoch:
+                    self._refill(min_room=max(1, self.window // 4))  # idle: no query a second
             except (OSError, ssl.SSLError, ValueError) as exc:
                 self._connect_failed(exc)
                 continue
@@ -249,14 +251,17 @@ class MqttLink:
                 room = self.window - len(self._inflight)
                 if room < min_room:
                     return
-                # After a rescan: what paho still carries, or was acknowledged and not yet deleted.
-                skip = set(self._inflight.values()) | set(self._acked) if self._cursor == 0 else set()
+                # What paho still carries (it sends it again itself after a reconnect), or was
+                # acknowledged and not yet deleted: at most a window and a batch of seqs.
+                skip = set(self._inflight.values()) | set(self._acked)
                 cursor = self._cursor
                 self._publishing = True
             try:
+                self._more = True
                 while room > 0 and self.connected:
                     batch = self._outbox.pending(after=cursor, limit=room)
                     if not batch:
+                        self._more = False
                         break
                     for rec in batch:
                         cursor = rec.seq
