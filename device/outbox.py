@@ -59,10 +59,6 @@ class OutboxRecord:
     qos: int
     kind: str
 
-    @property
-    def size(self) -> int:
-        return len(self.topic) + len(self.payload) + ROW_OVERHEAD
-
 
 def is_corrupt(exc: BaseException) -> bool:
     """SQLite says the file is damaged (as opposed to a disk that refuses writes)."""
@@ -174,14 +170,26 @@ class Outbox:
                 " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
                 " kind TEXT NOT NULL, created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0))")
             self._keep_size(db)
-            top = db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
-            used = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+            self._seqs_above_handed_out(db)
         except BaseException:
             db.close()
             raise
         self._read_size(db)
-        self._last_seq = max(self._last_seq, top or 0, used[0] if used else 0)
         return db
+
+    def _seqs_above_handed_out(self, db) -> None:
+        """A fresh file (after a damaged one) or one opened late numbers its new rows above
+        every seq already handed out: a late PUBACK for an old seq must never delete another
+        record that happens to get the same number."""
+        top = db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0] or 0
+        used = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        floor = max(top, used[0] if used else 0)
+        if self._last_seq > floor:
+            if used:
+                db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'outbox'", (self._last_seq,))
+            else:
+                db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (self._last_seq,))
+        self._last_seq = max(self._last_seq, floor)
 
     @staticmethod
     def _keep_size(db) -> None:
@@ -306,7 +314,8 @@ class Outbox:
             db.executemany("INSERT INTO outbox (topic, payload, qos, kind) VALUES (?,?,?,?)", rows)
             db.execute("COMMIT")
         except sqlite3.Error:
-            db.execute("ROLLBACK") if db.in_transaction else None
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             return
         self.salvaged += len(rows)
         self._read_size(db)
