@@ -328,11 +328,22 @@ def test_opening_on_a_read_only_folder_starts_in_memory(small_disk, existing):
         remount(small_disk, "rw")
 
 
-def test_opening_on_a_full_disk_starts_in_memory(small_disk):
-    fill_disk(small_disk)
-    box = Outbox(small_disk / "outbox.sqlite")
-    box.add(TOPIC, b"new", kind="playlog")
-    assert box.degraded == "state disk full" and box.depth() == 1
+def test_opening_on_a_full_disk_starts_in_memory_and_finds_its_backlog_when_space_returns(small_disk):
+    old = Outbox(small_disk / "outbox.sqlite")
+    before = [old.add(TOPIC, b"old %d" % n, kind="playlog") for n in range(3)]
+    old.close()
+    filler = fill_disk(small_disk)
+    clock = FakeClock()
+    box = Outbox(small_disk / "outbox.sqlite", clock=clock, retry_s=5)  # used to raise at start
+    new = box.add(TOPIC, b"new", kind="playlog")
+    assert box.degraded == "state disk full" and box.in_memory() == 1
+    filler.unlink()
+    clock.now += 6
+    box.maintain()
+    assert box.degraded is None and box.in_memory() == 0
+    assert [r.payload for r in box.pending()] == [b"old 0", b"old 1", b"old 2", b"new"]
+    box.remove_many([new])  # the PUBACK for its in-memory seq
+    assert [r.seq for r in box.pending()] == before
     box.close()
 
 
