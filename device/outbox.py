@@ -460,6 +460,10 @@ class Outbox:
         return first + middle + ([LAST_TO_DROP] if LAST_TO_DROP in present else [])
 
     def _keep_in_memory(self, topic: str, payload: bytes, qos: int, kind: str) -> int:
+        if self._last_seq == 0:
+            # No file could be read yet, so its seqs are unknown: number from far above any
+            # AUTOINCREMENT a unit reaches (the ms clock), so these keep their seq on disk later.
+            self._last_seq = int(time.time() * 1000)
         self._last_seq += 1
         rec = OutboxRecord(self._last_seq, topic, bytes(payload), qos, kind)
         self._memory[rec.seq] = rec
