@@ -41,6 +41,7 @@ MEMORY_LIMIT = 1_000     # records kept in memory while the disk cannot take the
 RETRY_S = 10.0           # how often a failing disk is tried again
 REPORT_S = 60.0          # at most one drop report a minute (the report is itself a record)
 KEEP_CORRUPT = 3         # damaged files kept for inspection; older ones are deleted
+MAX_UNDELETED = 20_000   # acknowledged rows a refusing disk would not delete, remembered (~1.5 MB)
 # What is given up first when the budget is reached: the least valuable first. Kinds not
 # named here come after these; playlogs (the proof of play) always last.
 DROP_ORDER = ("health", "event", "reply", "record")
@@ -291,36 +292,52 @@ class Outbox:
                     pass
 
     def _salvage(self, damaged: Path, db: sqlite3.Connection) -> None:
-        """Copy the rows still readable from a damaged file, oldest first, until the first error.
-        `immutable` reads the main file only and writes nothing beside the kept copy."""
-        rows = []
+        """Copy the rows still readable from a damaged file, oldest first, until the first error:
+        read-only with its WAL (the newest records may only be there), else the main file alone."""
+        uri = damaged.absolute().as_uri()
+        copied = self._copy_rows(f"{uri}?mode=ro", db) or self._copy_rows(f"{uri}?immutable=1", db)
+        if copied:
+            self.salvaged += copied
+            self._read_size(db)
+            self._last_seq = max(self._last_seq, db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0] or 0)
+            log.warning("outbox: %d record(s) salvaged from the damaged file", copied)
+
+    @staticmethod
+    def _copy_rows(uri: str, db) -> int:
+        """Rows are copied a thousand at a time: a damaged 256 MB file is never held in memory."""
+        copied, chunk = 0, []
+
+        def store():
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO outbox (topic, payload, qos, kind) VALUES (?,?,?,?)", chunk)
+            db.execute("COMMIT")
+            return len(chunk)
+
         try:
-            old = sqlite3.connect(f"file:{damaged}?immutable=1", uri=True)
+            old = sqlite3.connect(uri, uri=True)
+        except sqlite3.Error:
+            return 0
+        try:
             try:
                 # A file shorter than its header says is refused at once unless the schema
                 # checks are relaxed; the pages that are there can then still be read.
                 old.execute("PRAGMA writable_schema=ON")
                 for row in old.execute("SELECT topic, payload, qos, kind FROM outbox ORDER BY seq"):
                     if _plausible(row):  # a damaged page can still yield rows of nonsense
-                        rows.append(row)
-            finally:
-                old.close()
-        except sqlite3.Error:
-            pass  # what was read before the damaged page is still worth keeping
-        if not rows:
-            return
-        try:
-            db.execute("BEGIN")
-            db.executemany("INSERT INTO outbox (topic, payload, qos, kind) VALUES (?,?,?,?)", rows)
-            db.execute("COMMIT")
-        except sqlite3.Error:
+                        chunk.append(row)
+                    if len(chunk) == 1000:
+                        copied += store()
+                        chunk = []
+            except sqlite3.Error:
+                pass  # the damaged page: what came before it is still worth keeping
+            if chunk:
+                copied += store()
+        except sqlite3.Error:  # the fresh file refuses the copy (a full disk): keep what is in
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            return
-        self.salvaged += len(rows)
-        self._read_size(db)
-        self._last_seq = max(self._last_seq, db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0] or 0)
-        log.warning("outbox: %d record(s) salvaged from the damaged file", len(rows))
+        finally:
+            old.close()
+        return copied
 
     def _degrade(self, exc) -> None:
         reason = disk_fault_reason(exc, self.path.parent)
@@ -605,7 +622,7 @@ class Outbox:
 
     def _remember_undeleted(self, seqs) -> None:
         # Bounded: forgetting one only means the broker gets it twice (deduplicated by `id`).
-        if len(self._undeleted) + len(seqs) <= 100_000:
+        if len(self._undeleted) + len(seqs) <= MAX_UNDELETED:
             self._undeleted.update(seqs)
 
     def depth(self) -> int:
