@@ -240,12 +240,29 @@ class Outbox:
                 damaged = self._set_aside(exc)
                 db = self._open()
                 self._salvage(damaged, db)
+            self._trim_at_open(db)
         except DISK_ERRORS as exc:
             self._degrade(exc)
             return False
         self._db = db
         self.epoch += 1  # rows on disk may sit below seqs already handed out from memory
         return True
+
+    def _trim_at_open(self, db) -> None:
+        """A budget lowered in the config applies at once (the drops are reported as usual)."""
+        if self._bytes <= self.max_bytes:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            gone = self._trim(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.close()
+            raise
+        self._read_size(db)
+        self._count_drops(gone)
 
     def _set_aside(self, exc) -> Path:
         """Move the damaged file, -wal and -shm out of the way, kept for inspection."""

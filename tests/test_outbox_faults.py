@@ -367,3 +367,34 @@ def test_a_unit_with_a_damaged_outbox_starts_and_says_so(tmp_path, broker):
     finally:
         assert unit.stop() == 0
         watch.close()
+
+
+def test_a_unit_over_its_budget_drops_events_first_and_says_how_many(tmp_path, broker):
+    from tests.support.unit import UnitProcess, write_unit_config
+    unit_id = "dl-outbox-02"
+    topic = f"loaxa/unit/{unit_id}"
+    config = write_unit_config(tmp_path / "unit", unit_id=unit_id, groups=["dak-lak"], broker_url=broker.url,
+                               trust={}, extra="[outbox]\nmax_mb = 1\n")
+    path = tmp_path / "unit" / "state" / "outbox.sqlite"
+    path.parent.mkdir(parents=True)
+    Outbox(path).close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN")  # 2 MB waiting from a long outage: old events, then 100 playlogs
+    db.executemany("INSERT INTO outbox (topic, payload, qos, kind) VALUES (?,?,?,?)",
+                   [(f"{topic}/event", json.dumps({"id": str(uuid.uuid4()), "kind": "gps.lost",
+                                                   "pad": "x" * 400}).encode(), 1, "event")] * 4_000
+                   + [(f"{topic}/playlog", json.dumps({"id": f"p{n}"}).encode(), 1, "playlog")
+                      for n in range(100)])
+    db.execute("COMMIT")
+    db.close()
+    watch = broker.collector(f"{topic}/event", f"{topic}/playlog")
+    unit = UnitProcess(config)
+    try:
+        _, payload = watch.wait_for(lambda t, p: json.loads(p).get("kind") == "outbox.dropped", 30)
+        dropped = json.loads(payload)["counts"]
+        assert set(dropped) == {"event"} and 1_000 < dropped["event"] < 4_000
+        wait_until(lambda: len(watch.payloads(f"{topic}/playlog")) >= 100, 20, what="every playlog kept")
+        assert {json.loads(p)["id"] for p in watch.payloads(f"{topic}/playlog")} == {f"p{n}" for n in range(100)}
+    finally:
+        assert unit.stop() == 0
+        watch.close()
