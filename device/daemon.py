@@ -158,9 +158,10 @@ class Unit:
 
     def _start_audio(self) -> None:
         state_dir = self.cfg.unit.state_dir
-        self.outbox = Outbox(state_dir / "outbox.sqlite")
+        self.outbox = Outbox(state_dir / "outbox.sqlite", max_bytes=self.cfg.outbox.max_mb * MB)
         self._started_part("outbox", self.outbox.close)
         self.records = Records(self.outbox, self.topics, self.clock, self.tz)
+        self._report_outbox_state()
         audio_cfg = self.cfg.audio
         self.media = MediaCache(self.cfg.unit.media_dir, lufs=audio_cfg.lufs,
                                 max_bytes=audio_cfg.max_media_mb * MB, max_seconds=audio_cfg.max_media_s)
@@ -178,6 +179,16 @@ class Unit:
         self.playout.recover_interrupted()
         self.playout.start()
         self._started_part("player", self.playout.stop)
+
+    def _report_outbox_state(self) -> None:
+        """A damaged outbox set aside at start is told once; drops over the budget as they come."""
+        self.outbox.on_dropped = lambda counts: self.records.event(
+            "outbox.dropped", f"outbox over its budget: dropped {sum(counts.values())} oldest record(s)",
+            counts=counts)
+        if self.outbox.recovered_from is not None:
+            self.records.event("storage.corrupt", f"the outbox was damaged: moved aside to "
+                               f"{self.outbox.recovered_from.name}, {self.outbox.salvaged} record(s) "
+                               "salvaged, a fresh one started", file=str(self.outbox.recovered_from))
 
     def _start_scheduler(self) -> None:
         self.trusted = load_trusted_keys(self.cfg.trust.keys)

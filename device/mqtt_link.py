@@ -4,6 +4,12 @@ The link never blocks the unit: it connects in the background (`connect_async`),
 so a broker that is down at boot, or never there (the demo offline), is no
 failure. Records (playlogs, events) come from the outbox and leave it only when
 the broker acknowledges them with a success reason code.
+
+Records go out in a window: at most `window` of them await their PUBACK at once, and
+the window is refilled, oldest first, from pages read from the outbox as acknowledgements
+arrive. A backlog of any size costs the same memory, and paho's 65,535 message ids are
+never exhausted (handing paho the whole backlog at connect cost +105 MB at 50,000
+records and stalled past 65,535).
 """
 
 import logging
@@ -23,7 +29,8 @@ from loaxa.callbacks import guarded
 log = logging.getLogger("loaxa.link")
 
 ACK_BATCH = 200
-MAX_INFLIGHT = 100  # QoS 1 messages awaiting PUBACK: enough to keep a 4G link busy
+WINDOW = 200  # records awaiting PUBACK at once: enough to keep a 4G link busy
+PAHO_EXTRA = 20  # paho's own in-flight limit leaves room for `state` and health beside the window
 
 MessageHandler = Callable[[str, bytes], None]
 
@@ -54,7 +61,8 @@ class MqttLink:
                  will_payload: bytes, offline_payload: Callable[[], bytes],
                  subscriptions: list[str], on_message: MessageHandler, outbox: Outbox,
                  on_connection_change: Callable[[bool], None] = lambda up: None,
-                 keepalive_s: int = 60, min_delay_s: float = 1.0, max_delay_s: float = 120.0):
+                 keepalive_s: int = 60, min_delay_s: float = 1.0, max_delay_s: float = 120.0,
+                 window: int = WINDOW):
         self.address = parse_broker_url(url)
         self._client_id = client_id
         self._username = username
@@ -68,8 +76,16 @@ class MqttLink:
         self._on_message = on_message
         self._outbox = outbox
         self._on_connection_change = on_connection_change
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
-        self._lock = threading.Lock()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq, at most `window`
+        self._lock = threading.Lock()  # never held while calling paho (its callbacks take it)
+        self._send_lock = threading.Lock()  # one refill at a time: records leave in seq order
+        self.window = window
+        self._cursor = 0  # the highest outbox seq handed to paho since the last rescan
+        self._rescan = True  # from the oldest row again (after a connect, or the outbox renumbered)
+        self._more = True  # the last refill filled the window: the outbox may hold more
+        self._epoch = None  # the outbox's epoch the cursor belongs to
+        self._publishing = False
+        self._early_acks: dict = {}  # mid -> reason code for a PUBACK handled before publish() returned
         self._connected = threading.Event()
         self._client: mqtt.Client | None = None
         self.last_contact = None
@@ -97,7 +113,7 @@ class MqttLink:
             client.tls_set(ca_certs=str(self._ca_file) if self._ca_file else None,
                            cert_reqs=ssl.CERT_REQUIRED)
         client.will_set(self._state_topic, self._will_payload, qos=1, retain=True)
-        client.max_inflight_messages_set(MAX_INFLIGHT)
+        client.max_inflight_messages_set(self.window + PAHO_EXTRA)
         client.max_queued_messages_set(0)
         client.on_connect = guarded(self._handle_connect, log)
         client.on_disconnect = guarded(self._handle_disconnect, log)
@@ -122,7 +138,10 @@ class MqttLink:
                     client.reconnect()
                     self._socket_open = True
                 rc = client.loop(timeout=1.0)  # paho wakes its select itself on publish
+                self._outbox.maintain()
                 self._delete_acked()
+                if self._more or self._rescan or self._epoch != self._outbox.epoch:
+                    self._refill(min_room=max(1, self.window // 4))  # idle: no query a second
             except (OSError, ssl.SSLError, ValueError) as exc:
                 self._connect_failed(exc)
                 continue
@@ -154,14 +173,15 @@ class MqttLink:
         client.publish(self._state_topic, self._online_payload(), qos=1, retain=True)
         if self._subscriptions:
             client.subscribe([(topic, 1) for topic in self._subscriptions])
+        with self._lock:
+            self._rescan = True  # records refused before get another try; the network loop refills
         self._on_connection_change(True)
-        self.flush()
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties):
         was_connected = self._connected.is_set()
         self._connected.clear()
-        with self._lock:
-            self._inflight.clear()
+        # `_inflight` stays: paho keeps those messages and sends them again, under the same
+        # message ids, once it reconnects; their PUBACKs then settle them as usual.
         if was_connected and not self._stopping:
             log.warning("lost the broker (%s); records wait in the outbox", reason_code)
             self._on_connection_change(False)
@@ -173,8 +193,13 @@ class MqttLink:
     def _handle_publish(self, client, userdata, mid, reason_code, properties):
         with self._lock:
             seq = self._inflight.pop(mid, None)
-        if seq is None:
-            return
+            if seq is None:
+                if self._publishing:  # maybe ours, acknowledged before publish() returned its mid
+                    self._early_acks[mid] = reason_code
+                return
+        self._settle(seq, reason_code)
+
+    def _settle(self, seq: int, reason_code) -> None:
         self.last_contact = time.time()
         if reason_code.is_failure:
             # An ACL refusal (0x87) is no delivery: the record stays for a later try,
@@ -199,29 +224,72 @@ class MqttLink:
             log.info("%d record(s) delivered", len(acked))
 
     def send_record(self, seq: int, topic: str, payload: bytes, qos: int = 1) -> None:
-        """Publish an outbox row now if connected; otherwise it waits for `flush`."""
-        client = self._client
-        if not self.connected or client is None:
-            return
-        with self._lock:
-            info = client.publish(topic, payload, qos=qos)
-            if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
-                self._inflight[info.mid] = seq
+        """A new outbox row: sent now if connected and the window has room, else when the
+        window is refilled (every record leaves through the window, in seq order)."""
+        self._refill(min_room=1)
 
     def flush(self) -> None:
-        """Send every outbox row not already in flight, oldest first."""
+        """Send outbox rows from the oldest on, skipping those in flight, up to the window."""
         self._delete_acked()
         with self._lock:
-            in_flight = set(self._inflight.values())
-        after = 0
-        while self.connected:
-            batch = self._outbox.pending(after=after)
-            if not batch:
-                return
-            for rec in batch:
-                if rec.seq not in in_flight:
-                    self.send_record(rec.seq, rec.topic, rec.payload, rec.qos)
-            after = batch[-1].seq
+            self._rescan = True
+        self._refill(min_room=1)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def _refill(self, min_room: int) -> None:
+        """Fill the window from the outbox, one page per query, oldest first."""
+        client = self._client
+        if client is None or not self.connected:
+            return
+        with self._send_lock:
+            with self._lock:
+                if self._rescan or self._epoch != self._outbox.epoch:
+                    self._rescan, self._epoch, self._cursor = False, self._outbox.epoch, 0
+                room = self.window - len(self._inflight)
+                if room < min_room:
+                    return
+                # What paho still carries (it sends it again itself after a reconnect), or was
+                # acknowledged and not yet deleted: at most a window and a batch of seqs.
+                skip = set(self._inflight.values()) | set(self._acked)
+                cursor = self._cursor
+                self._publishing = True
+            try:
+                self._more = True
+                while room > 0 and self.connected:
+                    batch = self._outbox.pending(after=cursor, limit=room)
+                    if not batch:
+                        self._more = False
+                        break
+                    for rec in batch:
+                        cursor = rec.seq
+                        if rec.seq not in skip and self._publish_record(client, rec):
+                            room -= 1
+                    with self._lock:
+                        self._cursor = cursor
+            finally:
+                with self._lock:
+                    self._publishing = False
+                    self._early_acks.clear()
+
+    def _publish_record(self, client, rec) -> bool:
+        try:
+            info = client.publish(rec.topic, rec.payload, qos=rec.qos)
+        except ValueError as exc:  # a topic or payload paho refuses: kept, reported in the log
+            log.error("record %d cannot be published: %s", rec.seq, exc)
+            return False
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("record %d not handed to paho: %s", rec.seq, mqtt.error_string(info.rc))
+            return False
+        with self._lock:
+            early = self._early_acks.pop(info.mid, None)
+            if early is None:
+                self._inflight[info.mid] = rec.seq
+                return True
+        self._settle(rec.seq, early)
+        return True
 
     def resubscribe(self) -> None:
         """Subscribe again: under MQTT 5's default retain handling the broker then sends

@@ -35,7 +35,10 @@ Choices where SPEC is silent (the README's config section repeats them):
   every line active-high), `amplifier.driver` ("auto": LXA1 over `port` or the mock's
   simulator, else relay-only; "lxa1"; "relay"), `amplifier.input` (1), `amplifier.volume`
   (0-100, default 100). Audio (docs/audio.md): `audio.cache_budget_mb` (2048, at least
-  16), `audio.max_media_mb` (200), `audio.max_media_s` (10800).
+  16), `audio.max_media_mb` (200), `audio.max_media_s` (10800). Outbox (docs/design.md,
+  "Outbox under backlog and disk faults"): `outbox.max_mb` (256, at least 1): the disk
+  budget of records not yet delivered; past it the oldest health samples, then events,
+  go first, playlogs only when nothing else is left.
 - Ranges: `audio.lufs` -40 to -5, `amplifier.baudrate` 50 to 4000000, `warmup_s` and
   `cooldown_s` >= 0, GPIO pins are BCM 0-27 and no pin serves two roles.
 - A UTF-8 byte order mark at the start of the file is accepted (Windows editors add one).
@@ -127,6 +130,11 @@ class AudioConfig:
 
 
 @dataclass(frozen=True)
+class OutboxConfig:
+    max_mb: int = 256
+
+
+@dataclass(frozen=True)
 class AmplifierConfig:
     port: str | None
     baudrate: int
@@ -172,6 +180,7 @@ class Config:
     gps: GpsConfig
     modem: ModemConfig
     gpio: GpioConfig
+    outbox: OutboxConfig = OutboxConfig()
     source: Path | None = None
 
     def masked(self) -> dict:
@@ -512,12 +521,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "button_stop": Key(_pin, 13),
         "active_low": Key(_list_of(_pin_or_role, "role names or BCM pin numbers"), ()),
     },
+    "outbox": {
+        # Records not yet delivered (issue 11): a disk budget, never a count of records.
+        "max_mb": Key(_integer(1), 256),
+    },
 }
 
 TABLE_TYPES = {
     "unit": UnitConfig, "clock": ClockConfig, "broker": BrokerConfig, "trust": TrustConfig,
     "hardware": HardwareConfig, "audio": AudioConfig, "amplifier": AmplifierConfig,
-    "gps": GpsConfig, "modem": ModemConfig, "gpio": GpioConfig,
+    "gps": GpsConfig, "modem": ModemConfig, "gpio": GpioConfig, "outbox": OutboxConfig,
 }
 
 

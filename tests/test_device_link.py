@@ -166,18 +166,3 @@ def test_tls_with_ca_verification(tmp_path, broker_factory):
         link.stop()
         box.close()
 
-
-def test_a_full_outbox_drops_health_then_events_before_playlogs(tmp_path):
-    box = Outbox(tmp_path / "o.sqlite", max_records=5)
-    box.add("t/playlog", b"p1", kind="playlog")
-    box.add("t/event", b"e1", kind="event")
-    box.add("t/health", b"h1", kind="health")
-    box.add("t/health", b"h2", kind="health")
-    box.add("t/playlog", b"p2", kind="playlog")
-    box.add("t/playlog", b"p3", kind="playlog")  # over: the oldest health goes
-    box.add("t/event", b"e2", kind="event")      # over: the next health goes
-    box.add("t/playlog", b"p4", kind="playlog")  # over: the oldest event goes
-    kept = [r.payload for r in box.pending()]
-    assert kept == [b"p1", b"p2", b"p3", b"e2", b"p4"]
-    assert box.dropped == {"health": 2, "event": 1}
-    assert box.depth() == 5

@@ -73,7 +73,7 @@ def _outbox_depth(state_dir: Path) -> tuple[int | None, str | None]:
         return 0, None
     outbox = None
     try:
-        outbox = Outbox(path)
+        outbox = Outbox(path, recover=False)  # only look: never set a file aside or fall back to memory
         return outbox.depth(), None
     except (sqlite3.Error, OSError) as exc:
         return None, f"{path}: {exc}"
