@@ -285,12 +285,25 @@ class Unit:
     def stop(self) -> None:
         """Stop every started part in reverse order; a part that fails to stop is logged."""
         self._stop.set()
+        self._stop_player_first()
         while self._started:
             name, stop = self._started.pop()
             try:
                 stop()
             except Exception:  # noqa: BLE001 - the rest must still stop
                 log.exception("stopping %s failed", name)
+
+    def _stop_player_first(self) -> None:
+        """The player fades out before anything else stops: its `interrupted` playlog is
+        then in the outbox while the link is still up, and the link's bounded drain
+        delivers it before `offline` (stopped in reverse, the link went first and the
+        record left only at the next start). `Playout.stop` is safe twice."""
+        for name, stop in self._started:
+            if name == "player":
+                try:
+                    stop()
+                except Exception:  # noqa: BLE001 - the rest must still stop
+                    log.exception("stopping the player failed")
 
     def run(self) -> None:
         """Run until SIGTERM/SIGINT (or `request_stop`)."""

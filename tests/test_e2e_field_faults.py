@@ -1,0 +1,85 @@
+"""Field faults (issue 11) met from outside: a real unit process, a real mosquitto.
+
+- SIGTERM mid-play: the `interrupted` playlog reaches the broker before the unit
+  says `offline` and exits (not at the next start).
+- A media server that trickles a byte every few seconds: the item whose media it
+  holds is `failed` "media not ready" at air, and the emergency right after it plays
+  on time.
+- A flood of unsigned garbage on the command topic: a signed emergency `play` in the
+  middle is answered and plays; the refusals are coalesced, not one reply each.
+"""
+
+import hashlib
+import json
+import signal
+import time
+from datetime import datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from scheduler import build_command, sign_document
+from tests.support.http_media import MediaHttpServer
+from tests.support.media import make_tone
+from tests.support.unit import OperatorKey, UnitProcess, hardware_log, run_loaxa, write_unit_config
+from tests.support.waiting import wait_until
+from tests.test_e2e_unit import GROUP, TZ, UNIT, schedule_doc
+
+CMD_TOPIC = f"loaxa/unit/{UNIT}/cmd"
+
+
+@pytest.fixture
+def rig(tmp_path, broker):
+    server = MediaHttpServer()
+    key = OperatorKey(tmp_path / "keys")
+    config = write_unit_config(tmp_path / "unit", unit_id=UNIT, groups=[GROUP], broker_url=broker.url,
+                               trust={key.name: key.public}, warmup_s=0.3, cooldown_s=0.5)
+    watch = broker.collector(f"loaxa/unit/{UNIT}/#")
+    proc = UnitProcess(config)
+    watch.wait_for(lambda t, p: t.endswith("/state") and json.loads(p)["state"] == "online", 20)
+    rig = type("Rig", (), dict(server=server, key=key, broker=broker, watch=watch, proc=proc, tmp=tmp_path,
+                               output=tmp_path / "unit" / "mock-output"))
+    yield rig
+    proc.stop()
+    watch.close()
+    server.close()
+
+
+def signed_command(rig, action, args, ttl_s=120) -> tuple[str, bytes]:
+    text = build_command(action, args, f"unit:{UNIT}", now=datetime.now(TZ), ttl_s=ttl_s)
+    return json.loads(text)["id"], sign_document(text, rig.key.key, rig.key.name)
+
+
+def publisher(rig) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(rig.broker.host, rig.broker.port)
+    client.loop_start()
+    return client
+
+
+def kinds(rig, topic_end):
+    return [(t, json.loads(p)) for t, p, _ in list(rig.watch.messages) if t.endswith(topic_end)]
+
+
+def first_samples(rig):
+    return [e for e in hardware_log(rig.output) if e["kind"] == "speaker.first_sample"]
+
+
+# ---- item 5: SIGTERM ----
+
+def test_sigterm_mid_play_delivers_the_interrupted_playlog_before_offline(rig):
+    command_id, payload = signed_command(rig, "play", {"media": ["chime", "test-tone", "chime", "test-tone"]})
+    rig.watch.client.publish(CMD_TOPIC, payload, qos=1)
+    wait_until(lambda: first_samples(rig), 20, what="the first sample")
+    time.sleep(1.0)
+    assert rig.proc.stop(signal.SIGTERM, timeout=20) == 0
+    messages = [(t, json.loads(p)) for t, p, _ in list(rig.watch.messages) if not t.endswith("/health")]
+    logs = [i for i, (t, doc) in enumerate(messages) if t.endswith("/playlog") and doc["item"] == command_id]
+    offline = [i for i, (t, doc) in enumerate(messages) if t.endswith("/state") and doc["state"] == "offline"]
+    assert logs, f"no playlog reached the broker before the unit exited: {messages}"
+    record = messages[logs[0]][1]
+    assert record["outcome"] == "interrupted" and record["played_s"] > 0
+    assert offline and logs[0] < offline[0], "the playlog must leave before `offline`"
