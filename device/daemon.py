@@ -21,7 +21,7 @@ from device.health import HealthReporter, HealthRunner
 from device.messages import iso
 from device.clockwatch import ClockWatch
 from device.journal import PlaybackJournal
-from device.media_cache import MediaCache
+from device.media_cache import MediaCache, download_limits
 from device.media_sync import MediaSync
 from device.messages import Topics, event_doc, state_doc, to_json
 from device.mqtt_link import MqttLink
@@ -163,7 +163,8 @@ class Unit:
         self.records = Records(self.outbox, self.topics, self.clock, self.tz)
         audio_cfg = self.cfg.audio
         self.media = MediaCache(self.cfg.unit.media_dir, lufs=audio_cfg.lufs,
-                                max_bytes=audio_cfg.max_media_mb * MB, max_seconds=audio_cfg.max_media_s)
+                                max_bytes=audio_cfg.max_media_mb * MB, max_seconds=audio_cfg.max_media_s,
+                                limits=download_limits(audio_cfg))
         # Media are fetched and prepared as soon as a schedule is accepted, long before air.
         self.sync = MediaSync(self.media, budget_bytes=audio_cfg.cache_budget_mb * MB, clock=self.clock,
                               on_failed=self._media_failed).start()

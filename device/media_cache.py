@@ -94,6 +94,12 @@ class DownloadLimits:
         return min(self.max_s, max(self.min_s, at_floor))
 
 
+def download_limits(audio_cfg) -> DownloadLimits:
+    """The `[audio]` config's download deadline keys."""
+    return DownloadLimits(min_rate_kbps=audio_cfg.download_min_rate_kbps, min_s=audio_cfg.download_min_s,
+                          max_s=max(audio_cfg.download_min_s, audio_cfg.download_max_s))
+
+
 class MediaCache:
     def __init__(self, folder: Path, *, lufs: float = DEFAULT_LUFS,
                  max_bytes: int = MAX_MEDIA_BYTES, max_seconds: float = MAX_MEDIA_SECONDS,

@@ -83,3 +83,49 @@ def test_sigterm_mid_play_delivers_the_interrupted_playlog_before_offline(rig):
     record = messages[logs[0]][1]
     assert record["outcome"] == "interrupted" and record["played_s"] > 0
     assert offline and logs[0] < offline[0], "the playlog must leave before `offline`"
+
+
+# ---- item 1: a slow media server ----
+
+def test_media_trickling_at_air_fails_the_item_and_the_emergency_after_it_plays_on_time(tmp_path, broker):
+    server = MediaHttpServer()
+    key = OperatorKey(tmp_path / "keys")
+    # A short download deadline, so the test also sees the cut-off and its report.
+    config = write_unit_config(tmp_path / "unit", unit_id=UNIT, groups=[GROUP], broker_url=broker.url,
+                               trust={key.name: key.public}, warmup_s=0.3, cooldown_s=0.5,
+                               extra="[audio]\ndownload_min_s = 3\ndownload_max_s = 3\n")
+    watch = broker.collector(f"loaxa/unit/{UNIT}/#")
+    proc = UnitProcess(config)
+    try:
+        watch.wait_for(lambda t, p: t.endswith("/state") and json.loads(p)["state"] == "online", 20)
+        data = make_tone(tmp_path / "slow", 1.0, codec_ext="mp3").read_bytes()
+        slow = {"url": server.add("slow.mp3", data, trickle_s=1.0), "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest()}
+        at = datetime.now(TZ).replace(microsecond=0) + timedelta(seconds=6)
+        doc = schedule_doc(server, media={"slow": slow}, items=[
+            {"id": "thoi-su", "play": ["slow"], "at": at.isoformat(), "priority": "normal"},
+            {"id": "bao-lu", "play": ["chime"], "at": (at + timedelta(seconds=2)).isoformat(),
+             "priority": "emergency"}])
+        path = tmp_path / "doc.json"
+        path.write_text(json.dumps(doc))
+        pushed = run_loaxa("schedule", "push", str(path), "--key", str(key.key_path), "--broker", broker.url)
+        assert pushed.returncode == 0, pushed.stderr
+
+        def playlog(item):
+            return lambda t, p: t.endswith("/playlog") and json.loads(p)["item"] == item
+        normal = json.loads(watch.wait_for(playlog("thoi-su"), 20)[1])
+        assert normal["outcome"] == "failed" and normal["reason"].startswith("media not ready"), normal
+        emergency = json.loads(watch.wait_for(playlog("bao-lu"), 20)[1])
+        assert emergency["outcome"] == "completed", emergency
+        late_s = (datetime.fromisoformat(emergency["started_at"])
+                  - datetime.fromisoformat(emergency["scheduled_at"])).total_seconds()
+        assert late_s < 1.0, f"the emergency started {late_s:.1f} s late"
+        # The download itself is cut off at its deadline and reported; the unit carries on.
+        _, failed = watch.wait_for(lambda t, p: t.endswith("/event") and json.loads(p)["kind"] == "media.failed"
+                                   and "too slow" in json.loads(p)["detail"], 20)
+        assert json.loads(failed)["media"] == "slow"
+        assert proc.process.poll() is None
+    finally:
+        proc.stop()
+        watch.close()
+        server.close()
