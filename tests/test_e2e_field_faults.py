@@ -27,15 +27,23 @@ from tests.support.waiting import wait_until
 from tests.test_e2e_unit import GROUP, TZ, UNIT, schedule_doc
 
 CMD_TOPIC = f"loaxa/unit/{UNIT}/cmd"
+REPORTS = ("state", "playlog", "event", "reply")
+
+
+# The broker settings docs/operator.md asks for: mosquitto's default (1000 queued per
+# client) silently drops whatever a flood pushes past it, signed or not, before any unit
+# sees it; the unit cannot help that, the deployment must.
+OPERATOR_BROKER = "max_queued_messages 0\nmax_queued_bytes 2000000000\nmessage_size_limit 300000"
 
 
 @pytest.fixture
-def rig(tmp_path, broker):
+def rig(tmp_path, broker_factory):
+    broker = broker_factory(OPERATOR_BROKER)
     server = MediaHttpServer()
     key = OperatorKey(tmp_path / "keys")
     config = write_unit_config(tmp_path / "unit", unit_id=UNIT, groups=[GROUP], broker_url=broker.url,
                                trust={key.name: key.public}, warmup_s=0.3, cooldown_s=0.5)
-    watch = broker.collector(f"loaxa/unit/{UNIT}/#")
+    watch = broker.collector(*[f"loaxa/unit/{UNIT}/{kind}" for kind in REPORTS])
     proc = UnitProcess(config)
     watch.wait_for(lambda t, p: t.endswith("/state") and json.loads(p)["state"] == "online", 20)
     rig = type("Rig", (), dict(server=server, key=key, broker=broker, watch=watch, proc=proc, tmp=tmp_path,
@@ -129,3 +137,50 @@ def test_media_trickling_at_air_fails_the_item_and_the_emergency_after_it_plays_
         proc.stop()
         watch.close()
         server.close()
+
+
+# ---- item 6: a flood of unsigned garbage on the command topic ----
+
+def garbage(rig, n: int) -> bytes:
+    """Unsigned or badly signed messages of several kinds, as a flood would carry."""
+    kind = n % 4
+    if kind == 0:
+        return b"\xff\xfe not json %d" % n
+    if kind == 1:
+        return json.dumps({"hello": n}).encode()
+    text = build_command("play", {"media": ["chime"], "priority": "emergency"}, f"unit:{UNIT}",
+                         now=datetime.now(TZ), command_id=f"forged-{n}")
+    if kind == 2:  # a key the unit does not know
+        return json.dumps({"payload": text, "alg": "ed25519", "key": "stranger", "sig": "A" * 86 + "=="}).encode()
+    # A known key name, a signature that does not match (the costliest check).
+    return json.dumps({"payload": text, "alg": "ed25519", "key": rig.key.name, "sig": "A" * 86 + "=="}).encode()
+
+
+def test_a_signed_emergency_in_a_flood_of_garbage_is_answered_and_plays(rig):
+    flood = [garbage(rig, n) for n in range(10_000)]
+    emergency_id, emergency = signed_command(rig, "play", {"media": ["chime"], "priority": "emergency"})
+    ping_id, ping = signed_command(rig, "ping", {})
+    client = publisher(rig)
+    try:
+        for n, payload in enumerate(flood):
+            if n == 5_000:
+                client.publish(CMD_TOPIC, emergency, qos=1)
+            client.publish(CMD_TOPIC, payload, qos=1)
+        client.publish(CMD_TOPIC, ping, qos=1).wait_for_publish(60)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+    def reply_to(command_id):
+        return lambda t, p: t.endswith("/reply") and json.loads(p)["command"] == command_id
+    answer = json.loads(rig.watch.wait_for(reply_to(emergency_id), 60)[1])
+    assert answer["ok"], answer
+    assert json.loads(rig.watch.wait_for(reply_to(ping_id), 60)[1])["ok"]  # the whole flood is behind us
+    played = json.loads(rig.watch.wait_for(
+        lambda t, p: t.endswith("/playlog") and json.loads(p)["item"] == emergency_id, 30)[1])
+    assert played["outcome"] == "completed" and played["priority"] == "emergency"
+
+    refusals = [doc for t, doc in kinds(rig, "/reply") if not doc["ok"]]
+    rejected = [doc for t, doc in kinds(rig, "/event") if doc["kind"] == "command.rejected"]
+    assert 1 <= len(refusals) <= 10 and 1 <= len(rejected) <= 12, (len(refusals), len(rejected))
+    assert rig.proc.process.poll() is None
