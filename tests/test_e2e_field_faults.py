@@ -28,6 +28,7 @@ from tests.test_e2e_unit import GROUP, TZ, UNIT, schedule_doc
 
 CMD_TOPIC = f"loaxa/unit/{UNIT}/cmd"
 REPORTS = ("state", "playlog", "event", "reply")
+LATENESS_S = 5.0  # how long a commanded play may wait for its media
 
 
 # The broker settings docs/operator.md asks for: mosquitto's default (1000 queued per
@@ -42,7 +43,8 @@ def rig(tmp_path, broker_factory):
     server = MediaHttpServer()
     key = OperatorKey(tmp_path / "keys")
     config = write_unit_config(tmp_path / "unit", unit_id=UNIT, groups=[GROUP], broker_url=broker.url,
-                               trust={key.name: key.public}, warmup_s=0.3, cooldown_s=0.5)
+                               trust={key.name: key.public}, warmup_s=0.3, cooldown_s=0.5,
+                               unit_extra=f"lateness_s = {LATENESS_S}")
     watch = broker.collector(*[f"loaxa/unit/{UNIT}/{kind}" for kind in REPORTS])
     proc = UnitProcess(config)
     watch.wait_for(lambda t, p: t.endswith("/state") and json.loads(p)["state"] == "online", 20)
@@ -184,3 +186,37 @@ def test_a_signed_emergency_in_a_flood_of_garbage_is_answered_and_plays(rig):
     rejected = [doc for t, doc in kinds(rig, "/event") if doc["kind"] == "command.rejected"]
     assert 1 <= len(refusals) <= 10 and 1 <= len(rejected) <= 12, (len(refusals), len(rejected))
     assert rig.proc.process.poll() is None
+
+
+# ---- item 1: `play` naming a URL fetches in the background, never on the player ----
+
+def test_play_by_url_is_fetched_by_the_sync_then_plays(rig):
+    data = make_tone(rig.tmp / "url", 1.0, codec_ext="mp3").read_bytes()
+    url = rig.server.add("url.mp3", data, rate=20_000)  # about a second to fetch
+    command_id, payload = signed_command(rig, "play", {"url": url, "sha256": hashlib.sha256(data).hexdigest(),
+                                                       "priority": "emergency"})
+    rig.watch.client.publish(CMD_TOPIC, payload, qos=1)
+    _, answer = rig.watch.wait_for(lambda t, p: t.endswith("/reply") and json.loads(p)["command"] == command_id, 20)
+    answer = json.loads(answer)
+    assert answer["ok"] and answer["result"]["media"] == "fetching", answer
+    _, record = rig.watch.wait_for(lambda t, p: t.endswith("/playlog") and json.loads(p)["item"] == command_id, 30)
+    record = json.loads(record)
+    assert record["outcome"] == "completed" and record["priority"] == "emergency", record
+
+
+def test_play_by_url_from_a_trickling_server_fails_after_the_lateness_limit_and_blocks_nothing(rig):
+    data = make_tone(rig.tmp / "url", 1.0, codec_ext="mp3").read_bytes()
+    url = rig.server.add("trickle.mp3", data, trickle_s=1.0)
+    slow_id, slow = signed_command(rig, "play", {"url": url, "sha256": hashlib.sha256(data).hexdigest()})
+    rig.watch.client.publish(CMD_TOPIC, slow, qos=1)
+    _, answer = rig.watch.wait_for(lambda t, p: t.endswith("/reply") and json.loads(p)["command"] == slow_id, 20)
+    assert json.loads(answer)["ok"]
+    # Meanwhile the player is free: an emergency plays at once.
+    alarm_id, alarm = signed_command(rig, "play", {"media": ["chime"], "priority": "emergency"})
+    rig.watch.client.publish(CMD_TOPIC, alarm, qos=1)
+    _, record = rig.watch.wait_for(lambda t, p: t.endswith("/playlog") and json.loads(p)["item"] == alarm_id, 20)
+    assert json.loads(record)["outcome"] == "completed"
+    _, record = rig.watch.wait_for(lambda t, p: t.endswith("/playlog") and json.loads(p)["item"] == slow_id,
+                                   LATENESS_S + 15)
+    record = json.loads(record)
+    assert record["outcome"] == "failed" and record["reason"].startswith("media not ready"), record
