@@ -230,6 +230,8 @@ class Playout:
     def _why_not_now(self, request: PlayRequest) -> str | None:
         """The reason an item may not sound now, or None."""
         item = request.occurrence.item
+        if self._stop.is_set():
+            return "the unit stopped before the item could play"
         if request.timed and item.priority != "emergency" and not self._clockwatch.trusted:
             return "clock untrusted: a timed item is never played at a possibly wrong hour"
         if self._clock.time() - request.occurrence.at.timestamp() > self.lateness_s:
@@ -246,6 +248,8 @@ class Playout:
         occ, item = request.occurrence, request.occurrence.item
         self._abort_current.clear()
         self._interrupt_reason = None
+        if self._stop.is_set():  # stop() came between items: its abort must not be lost
+            self._interrupt("the unit is stopping")
         try:
             start_at = self._amplifier_ready(occ)
         except (HardwareError, ValueError) as exc:
