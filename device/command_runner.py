@@ -9,6 +9,13 @@ through one by one per minute (a reply and a `command.rejected` event each, writ
 by the command thread) and coalesces the rest into one `command.rejected` event with
 a `count`.
 
+Refused schedules go the same way (`schedule_refused`, called by the daemon on the
+network thread): their `schedule.rejected` events are written by the command thread,
+up to SCHEDULE_REFUSALS_PER_MINUTE one by one (an operator pushing many documents
+still learns why each was refused), the rest coalesced. A flood on a schedule topic
+then neither writes (fsyncs) an event per message on the network thread, where it
+would hold up the commands behind it, nor fills the outbox.
+
 A `play` whose media are not prepared yet is not handed to the player (which never
 fetches): media named by URL are requested from the media sync, and the play waits
 on the command thread until they are ready, then plays at once; if they are still
@@ -31,7 +38,8 @@ log = logging.getLogger("loaxa.commands")
 
 VOLUME_FILE = "volume.json"
 MAX_SIGNED = 1000  # verified commands waiting: only a trusted operator can fill this
-REFUSALS_PER_MINUTE = 5  # refusals answered one by one; the rest are counted
+REFUSALS_PER_MINUTE = 5  # command refusals answered one by one; the rest are counted
+SCHEDULE_REFUSALS_PER_MINUTE = 200  # schedules are pushed by hand, a few documents at a time
 WAITING_POLL_S = 0.5  # how often plays waiting for media look again
 
 
@@ -51,11 +59,14 @@ class CommandRunner:
         cfg = unit.cfg
         self.gate = CommandGate(cfg.unit.state_dir / "commands", trusted=unit.trusted, unit_id=cfg.unit.id,
                                 groups=cfg.unit.groups, prefix=cfg.broker.topic_prefix)
-        self.refusals = RefusalReporter(unit.clock.monotonic, interval_s=60.0, burst=REFUSALS_PER_MINUTE)
+        self.refusals = {
+            "command.rejected": RefusalReporter(unit.clock.monotonic, burst=REFUSALS_PER_MINUTE),
+            "schedule.rejected": RefusalReporter(unit.clock.monotonic, burst=SCHEDULE_REFUSALS_PER_MINUTE)}
         self._cond = threading.Condition()
         self._signed: deque = deque()  # (command, received_at): screened, in arrival order
         self._queued_ids: set = set()  # ids in `_signed`: a replay of a queued command is refused
-        self._refused: deque = deque(maxlen=100)  # (topic, raw, reason) to answer one by one
+        # (kind, topic, raw, reason) to report one by one: the reporters' bursts bound it
+        self._refused: deque = deque(maxlen=2 * (REFUSALS_PER_MINUTE + SCHEDULE_REFUSALS_PER_MINUTE))
         self._waiting: list[_WaitingPlay] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
@@ -97,11 +108,15 @@ class CommandRunner:
         log.error("signed command %s not queued: %s", command.id, reason)
         self._refuse(topic, payload, reason)
 
-    def _refuse(self, topic: str, payload: bytes, reason: str) -> None:
-        if self.refusals.admit(topic, reason):
-            log.warning("command refused on %s: %s", topic, reason)
+    def schedule_refused(self, topic: str, reason: str) -> None:
+        """A schedule the daemon refused on the network thread: reported like a command's."""
+        self._refuse(topic, b"", reason, kind="schedule.rejected")
+
+    def _refuse(self, topic: str, payload: bytes, reason: str, kind: str = "command.rejected") -> None:
+        if self.refusals[kind].admit(topic, reason):
+            log.warning("%s refused on %s: %s", kind.split(".")[0], topic, reason)
             with self._cond:
-                self._refused.append((topic, payload, reason))
+                self._refused.append((kind, topic, payload, reason))
                 self._cond.notify_all()
 
     # ---- the command thread ----
@@ -129,8 +144,8 @@ class CommandRunner:
         return bool(self._signed or self._refused or self._stopping)
 
     def _idle_wait(self) -> float | None:
-        waits = [w for w in (self.refusals.due_in(), WAITING_POLL_S if self._waiting else None)
-                 if w is not None]
+        waits = [w for w in [r.due_in() for r in self.refusals.values()]
+                 + [WAITING_POLL_S if self._waiting else None] if w is not None]
         return max(0.05, min(waits)) if waits else None
 
     def _answer(self, command, received_at) -> None:
@@ -144,21 +159,27 @@ class CommandRunner:
             return
         unit.records.reply(self.gate.carry_out(command, self._execute))
 
-    def _answer_refusal(self, topic: str, payload: bytes, reason: str) -> None:
+    def _answer_refusal(self, kind: str, topic: str, payload: bytes, reason: str) -> None:
+        if kind == "schedule.rejected":
+            self._unit.records.event(kind, reason, topic=topic)
+            return
         command_id = peek_command_id(payload)
         reply = reply_doc(command_id, False, reason)
         self._unit.records.event("command.rejected", reply["detail"], topic=topic, command=command_id)
         self._unit.records.reply(reply)
 
     def _report_coalesced(self) -> None:
-        summary = self.refusals.summary()
-        if summary is None:
-            return
-        detail = (f"{summary['count']} more command message(s) refused within "
-                  f"{summary['interval_s']:g} s and not answered one by one; the last: {summary['reason']}")
-        log.warning("%s", detail)
-        self._unit.records.event("command.rejected", reply_doc(None, False, detail)["detail"],
-                                 topic=summary["topic"], command=None, count=summary["count"])
+        for kind, reporter in self.refusals.items():
+            summary = reporter.summary()
+            if summary is None:
+                continue
+            what = kind.split(".")[0]
+            detail = (f"{summary['count']} more {what} message(s) refused within {summary['interval_s']:g} s "
+                      f"and not reported one by one; the last: {summary['reason']}")
+            log.warning("%s", detail)
+            extra = {"command": None} if what == "command" else {}
+            self._unit.records.event(kind, reply_doc(None, False, detail)["detail"], topic=summary["topic"],
+                                     count=summary["count"], **extra)
 
     def _execute(self, command):
         return self._actions[command.action](command)

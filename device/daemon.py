@@ -363,8 +363,9 @@ class Unit:
         try:
             offer = self.store.offer(topic, payload, **self._trust_context())
         except Rejected as exc:
-            log.warning("schedule refused on %s: %s", topic, exc)
-            self.records.event("schedule.rejected", str(exc), topic=topic)
+            # Rate-limited and written by the command thread: a flood of garbage on a
+            # schedule topic must not fsync an event per message on the network thread.
+            self.commands.schedule_refused(topic, str(exc))
             return
         if offer.status != "accepted":
             return

@@ -220,3 +220,27 @@ def test_play_by_url_from_a_trickling_server_fails_after_the_lateness_limit_and_
                                    LATENESS_S + 15)
     record = json.loads(record)
     assert record["outcome"] == "failed" and record["reason"].startswith("media not ready"), record
+
+
+def test_a_flood_on_the_schedule_topic_is_coalesced_and_commands_still_pass(rig):
+    topic = f"loaxa/unit/{UNIT}/schedule"
+    command_id, emergency = signed_command(rig, "play", {"media": ["chime"], "priority": "emergency"})
+    client = publisher(rig)
+    try:
+        for n in range(3_000):
+            if n == 1_500:
+                client.publish(CMD_TOPIC, emergency, qos=1)
+            client.publish(topic, garbage(rig, n), qos=1)
+        ping_id, ping = signed_command(rig, "ping", {})
+        client.publish(CMD_TOPIC, ping, qos=1).wait_for_publish(60)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    for cid in (command_id, ping_id):
+        _, answer = rig.watch.wait_for(lambda t, p: t.endswith("/reply") and json.loads(p)["command"] == cid, 60)
+        assert json.loads(answer)["ok"]
+    _, record = rig.watch.wait_for(lambda t, p: t.endswith("/playlog") and json.loads(p)["item"] == command_id, 30)
+    assert json.loads(record)["outcome"] == "completed"
+    rejected = [doc for _, doc in kinds(rig, "/event") if doc["kind"] == "schedule.rejected"]
+    assert 1 <= len(rejected) <= 201, len(rejected)  # the burst of one minute, not 3,000
+    assert rig.proc.process.poll() is None
