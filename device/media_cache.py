@@ -393,6 +393,7 @@ class _Download:
         self.size, self.limit, self.part = size, limit, part
         self.progress, self.cancel = progress or (lambda done, total: None), cancel
         self.watchdog: _Watchdog | None = None
+        self.total = size  # what the server says, once it has answered
 
     def run(self) -> None:
         if self.size is not None and self.part.size > self.size:
@@ -403,7 +404,7 @@ class _Download:
             return self._verify(hasher)
         remaining = None if self.size is None else self.size - have
         self.deadline_s = self.cache.limits.deadline_s(remaining)
-        self.watchdog = _Watchdog(time.monotonic() + self.deadline_s, self.cancel)
+        self.watchdog = _Watchdog(time.monotonic() + self.deadline_s, self.cancel).start()
         try:
             self._attempt(have, hasher)
         finally:
@@ -417,7 +418,6 @@ class _Download:
             hasher, have = hashlib.sha256(), 0
             response = self._open(0)
         with response:
-            self.watchdog.watch(response)
             have, hasher = self._start(response, have, hasher)
             self._copy(response, have, hasher)
         self._verify(hasher)
@@ -443,7 +443,7 @@ class _Download:
         # The per-read timeout also bounds the connect and the headers: never past the deadline.
         timeout = max(0.1, min(self.cache.timeout_s, self.watchdog.left()))
         try:
-            return urllib.request.urlopen(request, timeout=timeout)
+            return _opener(self.watchdog).open(request, timeout=timeout)
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 416 and have:
@@ -531,6 +531,8 @@ class _Watchdog:
         self.fired: str | None = None  # "cancelled" or "deadline"
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sock = None
+        self._lock = threading.Lock()
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -543,17 +545,32 @@ class _Watchdog:
                 self.fired = "deadline"
         return self.fired
 
-    def watch(self, response) -> None:
-        sock = _socket_of(response)
-        self._thread = threading.Thread(target=self._run, args=(response, sock), name="media-watchdog",
-                                        daemon=True)
+    def start(self) -> "_Watchdog":
+        self._thread = threading.Thread(target=self._run, name="media-watchdog", daemon=True)
         self._thread.start()
+        return self
 
-    def _run(self, response, sock) -> None:
+    def attach(self, sock) -> None:
+        """The connection's socket, as soon as it is connected (headers included in the watch)."""
+        with self._lock:
+            self._sock = sock
+        if self.fired:
+            self._cut()
+
+    def _run(self) -> None:
         while not self._done.wait(max(0.0, min(self.POLL_S, self.left()))):
             if self.check():
-                _cut(response, sock)
+                self._cut()
                 return
+
+    def _cut(self) -> None:
+        with self._lock:
+            sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
+            except OSError:
+                pass
 
     def close(self) -> None:
         self._done.set()
@@ -561,20 +578,36 @@ class _Watchdog:
             self._thread.join()
 
 
-def _socket_of(response):
-    """The socket under an http.client response (its file's raw SocketIO), or None."""
-    raw = getattr(getattr(response, "fp", None), "raw", None)
-    return getattr(raw, "_sock", None)
+def _watched(connection_class, watchdog: _Watchdog):
+    """`connection_class` that hands its socket to `watchdog` once connected."""
+    class Watched(connection_class):
+        def connect(self):
+            super().connect()
+            watchdog.attach(self.sock)
+    return Watched
 
 
-def _cut(response, sock) -> None:
-    try:
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
-        else:
-            response.close()
-    except OSError:
-        pass
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, watchdog: _Watchdog):
+        super().__init__()
+        self._connection = _watched(http.client.HTTPConnection, watchdog)
+
+    def http_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, watchdog: _Watchdog):
+        super().__init__()
+        self._connection = _watched(http.client.HTTPSConnection, watchdog)
+
+    def https_open(self, req):
+        return self.do_open(self._connection, req, context=self._context)
+
+
+def _opener(watchdog: _Watchdog):
+    """urllib's default opener (proxies, redirects) whose connections the watchdog can cut."""
+    return urllib.request.build_opener(_WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
 
 
 class _RangeRefused(Exception):

@@ -210,6 +210,15 @@ def test_a_trickling_server_is_cut_off_at_the_deadline_and_the_next_try_resumes(
     assert cache.original_path(digest).read_bytes() == bulletin
 
 
+def test_a_server_trickling_its_headers_is_cut_off_too(tmp_path, server, bulletin):
+    cache = MediaCache(tmp_path / "media", timeout_s=30, limits=DownloadLimits(min_s=1.0, max_s=1.0))
+    url = server.add("slow-head.mp3", bulletin, trickle_s=0.3, trickle_head=True)
+    started = time.monotonic()
+    with pytest.raises(DownloadTimedOut, match="too slow"):
+        cache.fetch(url, sha(bulletin), len(bulletin))
+    assert time.monotonic() - started < 4
+
+
 def test_the_deadline_follows_the_size_between_a_floor_and_a_cap():
     limits = DownloadLimits(min_rate_kbps=64, min_s=120, max_s=3600)
     assert limits.deadline_s(1000) == 120  # small files: the minimum

@@ -34,6 +34,7 @@ class Resource:
     stall_after: int | None = None  # stream: stop sending (connection kept open) after this many bytes
     stall_s: float = 30.0
     trickle_s: float | None = None  # one byte of the body every this many seconds
+    trickle_head: bool = False  # ...and of the status line and headers too
     hits: int = field(default=0)
 
 
@@ -98,6 +99,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._plain(resource.status, "Try Again Later" if resource.status >= 500 else "No")
         if resource.stream:
             return self._stream(resource)
+        if resource.trickle_head:
+            return self._trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", resource.trickle_s)
         start = self._range_start(resource)
         if start is None:
             return None
