@@ -343,3 +343,17 @@ def test_requested_media_is_fetched_and_kept_wanted_for_its_time(cache, server, 
     assert media["priority"] == "emergency" and media["schedules"] == ["command"]
     sync.want([])  # a new schedule set does not drop a request still in its time
     assert "cmd-1" in by_id(sync.status())
+
+
+def test_a_trickling_download_no_longer_wanted_stops_at_once(tmp_path, server, tones, syncs):
+    cache = MediaCache(tmp_path / "media", timeout_s=30)
+    url = server.add("slow.mp3", tones[2], trickle_s=3.0)  # the next byte is always seconds away
+    sync = syncs(cache).start()
+    sync.want([schedule({"slow": (url, tones[2])}, [item("sang", ["slow"])])])
+    wait_until(lambda: by_id(sync.status())["slow"]["bytes_done"] > 0, timeout=10, interval=0.02,
+               what="a first byte")
+    started = time.monotonic()
+    sync.want([])  # the schedule was replaced: nothing needs it now
+    wait_until(lambda: sync._current is None, timeout=5, interval=0.02, what="the download stopped")
+    assert time.monotonic() - started < 2  # not at the next byte, nor at any timeout
+    assert sync.status()["media"] == []
