@@ -34,6 +34,7 @@ log = logging.getLogger("loaxa.playout")
 PRIORITY_RANK = {"emergency": 0, "priority": 1, "normal": 2}
 LATENESS_LIMIT_S = 600.0
 PREEMPTED = "preempted by an emergency item"
+STOPPED_BEFORE = "the unit stopped before the item could play"
 UNMUTE_AHEAD_S = 0.2  # mute released this long before air: the amplifier settles in silence
 MEDIA_POLL_S = 0.1  # how often the player looks again for media still being prepared before air
 
@@ -189,7 +190,10 @@ class Playout:
             try:
                 files = self._media_at_air(request)
             except MediaNotReady as exc:
-                self._finish(base, outcome="failed", reason=str(exc))
+                if self._stop.is_set():  # stopped while it waited for its media, before air
+                    self._finish(base, outcome="missed", reason=STOPPED_BEFORE)
+                else:
+                    self._finish(base, outcome="failed", reason=str(exc))
                 return
             except LoaxaError as exc:
                 self._records.event("media.failed", str(exc), item=item.id, schedule=occ.schedule_id)
@@ -231,7 +235,7 @@ class Playout:
         """The reason an item may not sound now, or None."""
         item = request.occurrence.item
         if self._stop.is_set():
-            return "the unit stopped before the item could play"
+            return STOPPED_BEFORE
         if request.timed and item.priority != "emergency" and not self._clockwatch.trusted:
             return "clock untrusted: a timed item is never played at a possibly wrong hour"
         if self._clock.time() - request.occurrence.at.timestamp() > self.lateness_s:
