@@ -7,7 +7,15 @@ out, or raises a `Rejected` whose `str()` is the reason for the `reply` and whos
 Checks, in order: the topic is one of this unit's command topics; the envelope is
 signed by a trusted key; the document is a valid command that has not expired; its
 target names this unit and is the target of the topic it arrived on; its id was not
-seen before.
+seen before. All but the last step's write are cheap (a size limit, JSON, a known
+key name, one Ed25519 verify: tens of microseconds) and need no disk: `screen` runs
+them on the network thread, before anything is queued, so garbage never takes a
+signed command's place; `remember` then stores the id (an fsync) on the command
+thread. `admit` is both.
+
+Refusals are reported through a `RefusalReporter`: one by one up to a burst per
+interval, then only counted, and the count goes out as one summary per interval
+(a flood of 14,000 unsigned messages is a handful of replies and one event).
 
 Replays: each admitted id is remembered on disk (`seen.json` in the gate's folder,
 written atomically with fsync before `admit` returns, so a command is never carried
@@ -87,16 +95,30 @@ class CommandGate:
     def admit(self, topic: str, raw: bytes, now: datetime) -> Command:
         """The command to carry out, or a Rejected (with `.command_id`) saying why not."""
         try:
-            self._check_topic(topic)
-            payload, key_name = open_envelope(raw, self._trusted)
-            command = parse_command(payload, now).signed(key_name)
-            self._check_target(command, topic)
-            with self._lock:
-                self._remember(command, now)
+            command = self.screen(topic, raw, now)
+            self.remember(command, now)
             return command
         except Rejected as exc:
             exc.command_id = peek_command_id(raw)
             raise
+
+    def screen(self, topic: str, raw: bytes, now: datetime) -> Command:
+        """Every check but storing the id: no disk, fit for the network thread. Raises
+        Rejected (without `.command_id`: `peek_command_id` costs a second parse, worth
+        it only for a refusal that is answered)."""
+        self._check_topic(topic)
+        payload, key_name = open_envelope(raw, self._trusted)
+        command = parse_command(payload, now).signed(key_name)
+        self._check_target(command, topic)
+        with self._lock:
+            if command.id in self._unexpired(now):
+                raise _replay(command)
+        return command
+
+    def remember(self, command: Command, now: datetime) -> None:
+        """Store the id of a screened command (atomic, fsynced) before it is carried out."""
+        with self._lock:
+            self._remember(command, now)
 
     def _check_topic(self, topic: str) -> None:
         arrived = topic_target(self._prefix, topic, "cmd")
@@ -113,8 +135,7 @@ class CommandGate:
     def _remember(self, command: Command, now: datetime) -> None:
         seen = self._unexpired(now)
         if command.id in seen:
-            raise ReplayError(f"command id {command.id} was already received (a replay); "
-                              "send a new command with a new id")
+            raise _replay(command)
         if len(seen) >= MAX_REMEMBERED:
             raise StorageError(f"{len(seen)} unexpired commands are remembered already; wait for some to expire")
         seen[command.id] = (command.expires_at + RETAIN_AFTER_EXPIRY).timestamp()
@@ -166,12 +187,70 @@ class CommandGate:
         except Rejected as exc:
             log.warning("command refused on %s: %s", topic, exc)
             return reply_doc(exc.command_id, False, str(exc)), None
+        return self.carry_out(command, execute), command
+
+    def carry_out(self, command: Command, execute) -> dict:
+        """Carry out an admitted command; return its reply (see `respond`)."""
         try:
             detail, result = execute(command)
         except LoaxaError as exc:
             log.warning("command %s (%s) failed: %s", command.id, command.action, exc)
-            return reply_doc(command.id, False, str(exc) or type(exc).__name__), command
+            return reply_doc(command.id, False, str(exc) or type(exc).__name__)
         except Exception as exc:  # noqa: BLE001 - the MQTT thread must survive any action
             log.exception("command %s (%s) failed", command.id, command.action)
-            return reply_doc(command.id, False, f"internal error: {type(exc).__name__}: {exc}"[:300]), command
-        return reply_doc(command.id, True, detail, result), command
+            return reply_doc(command.id, False, f"internal error: {type(exc).__name__}: {exc}"[:300])
+        return reply_doc(command.id, True, detail, result)
+
+
+def _replay(command: Command) -> ReplayError:
+    return ReplayError(f"command id {command.id} was already received (a replay); "
+                       "send a new command with a new id")
+
+
+class RefusalReporter:
+    """Rate limit and coalescing for refusal reports (replies and `command.rejected`).
+
+    Within each `interval_s` window (opened by its first refusal) the first `burst`
+    refusals are reported one by one (`admit` says True); the rest are only counted
+    and `summary()` hands out the count once the window has closed. Thread-safe:
+    `admit` runs on the network thread. `monotonic` is the clock's."""
+
+    def __init__(self, monotonic, *, interval_s: float = 60.0, burst: int = 5):
+        self._monotonic, self.interval_s, self.burst = monotonic, interval_s, burst
+        self._lock = threading.Lock()
+        self._window_end: float | None = None
+        self._reported = 0
+        self._counted = 0
+        self._last: tuple[str, str] | None = None  # (topic, reason) of the last one counted
+
+    def admit(self, topic: str, reason: str) -> bool:
+        """True: report this refusal in full; False: it was counted for the summary."""
+        now = self._monotonic()
+        with self._lock:
+            if self._window_end is None or (now >= self._window_end and not self._counted):
+                self._window_end, self._reported = now + self.interval_s, 0
+            if self._reported < self.burst and now < self._window_end:
+                self._reported += 1
+                return True
+            self._counted += 1
+            self._last = (topic, reason)
+            return False
+
+    def due_in(self) -> float | None:
+        """Seconds until a summary is due (0: now), None when nothing is counted."""
+        with self._lock:
+            if not self._counted:
+                return None
+            return max(0.0, self._window_end - self._monotonic())
+
+    def summary(self) -> dict | None:
+        """{"count", "topic", "reason", "interval_s"} once a window with counted refusals
+        has closed (and a new window opens), else None."""
+        now = self._monotonic()
+        with self._lock:
+            if not self._counted or now < self._window_end:
+                return None
+            (topic, reason), count = self._last, self._counted
+            self._counted, self._last = 0, None
+            self._window_end, self._reported = now + self.interval_s, self.burst
+            return {"count": count, "topic": topic, "reason": reason, "interval_s": self.interval_s}

@@ -21,7 +21,7 @@ from device.health import HealthReporter, HealthRunner
 from device.messages import iso
 from device.clockwatch import ClockWatch
 from device.journal import PlaybackJournal
-from device.media_cache import MediaCache
+from device.media_cache import MediaCache, download_limits
 from device.media_sync import MediaSync
 from device.messages import Topics, event_doc, state_doc, to_json
 from device.mqtt_link import MqttLink
@@ -164,7 +164,8 @@ class Unit:
         self._report_outbox_state()
         audio_cfg = self.cfg.audio
         self.media = MediaCache(self.cfg.unit.media_dir, lufs=audio_cfg.lufs,
-                                max_bytes=audio_cfg.max_media_mb * MB, max_seconds=audio_cfg.max_media_s)
+                                max_bytes=audio_cfg.max_media_mb * MB, max_seconds=audio_cfg.max_media_s,
+                                limits=download_limits(audio_cfg))
         # Media are fetched and prepared as soon as a schedule is accepted, long before air.
         self.sync = MediaSync(self.media, budget_bytes=audio_cfg.cache_budget_mb * MB, clock=self.clock,
                               on_failed=self._media_failed).start()
@@ -296,12 +297,25 @@ class Unit:
     def stop(self) -> None:
         """Stop every started part in reverse order; a part that fails to stop is logged."""
         self._stop.set()
+        self._stop_player_first()
         while self._started:
             name, stop = self._started.pop()
             try:
                 stop()
             except Exception:  # noqa: BLE001 - the rest must still stop
                 log.exception("stopping %s failed", name)
+
+    def _stop_player_first(self) -> None:
+        """The player fades out before anything else stops: its `interrupted` playlog is
+        then in the outbox while the link is still up, and the link's bounded drain
+        delivers it before `offline` (stopped in reverse, the link went first and the
+        record left only at the next start). `Playout.stop` is safe twice."""
+        for name, stop in self._started:
+            if name == "player":
+                try:
+                    stop()
+                except Exception:  # noqa: BLE001 - the rest must still stop
+                    log.exception("stopping the player failed")
 
     def run(self) -> None:
         """Run until SIGTERM/SIGINT (or `request_stop`)."""
@@ -360,8 +374,9 @@ class Unit:
         try:
             offer = self.store.offer(topic, payload, **self._trust_context())
         except Rejected as exc:
-            log.warning("schedule refused on %s: %s", topic, exc)
-            self.records.event("schedule.rejected", str(exc), topic=topic)
+            # Rate-limited and written by the command thread: a flood of garbage on a
+            # schedule topic must not fsync an event per message on the network thread.
+            self.commands.schedule_refused(topic, str(exc))
             return
         if offer.status != "accepted":
             return

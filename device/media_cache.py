@@ -17,8 +17,15 @@ Errors are MediaError with one plain line. `TransientMediaError` marks what may
 work on a later attempt (network, server errors, disk full, another process
 downloading); anything else will not get better by retrying soon. The media
 sync worker (`device/media_sync.py`) drives this cache ahead of time; `resolve`
-is what the player calls, and does the work itself only for media the worker
-has not finished.
+is what the player calls, and it only looks: media the worker has not prepared
+raise `MediaNotReady` (the player never waits on a network).
+
+Every download has an overall deadline (`DownloadLimits`: from the bytes still to
+come at a floor rate, between a minimum and a cap) as well as the per-read socket
+timeout, and can be cancelled: a watchdog shuts the socket down at the deadline or
+when the caller's `cancel` event is set, so a server trickling one byte every few
+seconds cannot hold a download (or the thread doing it) for long. What arrived is
+kept; the next attempt resumes from there.
 """
 
 import fcntl
@@ -27,10 +34,12 @@ import http.client
 import logging
 import os
 import shutil
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -60,10 +69,42 @@ class FetchInterrupted(TransientMediaError):
     what arrived is kept and the next attempt resumes from there."""
 
 
+class MediaNotReady(MediaError):
+    """The media is not prepared (yet): the sync worker has not finished it."""
+
+
+class DownloadTimedOut(TransientMediaError):
+    """The download ran past its overall deadline; what arrived is kept for the next try."""
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """How long one download attempt may take: the bytes still to come at `min_rate_kbps`
+    (kilobits per second: a poor 3G link), at least `min_s`, at most `max_s`; `max_s`
+    when the size is unknown. Config: `audio.download_*` (docs/audio.md)."""
+
+    min_rate_kbps: float = 64.0
+    min_s: float = 120.0
+    max_s: float = 3600.0
+
+    def deadline_s(self, remaining_bytes: int | None) -> float:
+        if remaining_bytes is None:
+            return self.max_s
+        at_floor = remaining_bytes * 8 / 1000 / self.min_rate_kbps
+        return min(self.max_s, max(self.min_s, at_floor))
+
+
+def download_limits(audio_cfg) -> DownloadLimits:
+    """The `[audio]` config's download deadline keys."""
+    return DownloadLimits(min_rate_kbps=audio_cfg.download_min_rate_kbps, min_s=audio_cfg.download_min_s,
+                          max_s=max(audio_cfg.download_min_s, audio_cfg.download_max_s))
+
+
 class MediaCache:
     def __init__(self, folder: Path, *, lufs: float = DEFAULT_LUFS,
                  max_bytes: int = MAX_MEDIA_BYTES, max_seconds: float = MAX_MEDIA_SECONDS,
-                 timeout_s: float = 30.0, min_free_bytes: int = MIN_FREE_BYTES):
+                 timeout_s: float = 30.0, min_free_bytes: int = MIN_FREE_BYTES,
+                 limits: DownloadLimits = DownloadLimits()):
         self.folder = Path(folder)
         self.originals = self.folder / "sha256"
         self.partials = self.folder / "partial"
@@ -73,6 +114,7 @@ class MediaCache:
             sub.mkdir(parents=True, exist_ok=True)
         self.lufs, self.max_bytes, self.max_seconds = lufs, max_bytes, max_seconds
         self.timeout_s, self.min_free_bytes = timeout_s, min_free_bytes
+        self.limits = limits
         # One lock per hash: two schedules (or the sync and the player) naming one
         # file fetch and prepare it once; the second waits for the first.
         self._locks: dict[str, threading.Lock] = {}
@@ -120,13 +162,19 @@ class MediaCache:
 
     # ---- what the player calls ----
     def resolve(self, media_id: str, media: dict) -> Path:
-        """The prepared WAV for a media id of a schedule, fetching it if still needed."""
+        """The prepared WAV for a media id of a schedule. Never fetches nor prepares:
+        raises MediaNotReady when the sync worker has not prepared it, MediaError when
+        it can never play."""
         if media_id in BUILTIN and media_id not in media:
             return self.builtin(media_id)
         if media_id not in media:
             raise MediaError(f"{media_id}: no such media in the schedule")
-        entry = media[media_id]
-        path = self.ensure(entry.url, entry.sha256, entry.size)
+        sha256 = media[media_id].sha256
+        path = self.prepared_path(sha256)
+        if not path.exists():
+            if sha256 in self._undecodable:
+                raise MediaError(f"{media_id}: {self._undecodable[sha256]}")
+            raise MediaNotReady(f"media not ready: {media_id} is not downloaded and prepared yet")
         _touch(path)  # last use, for eviction
         return path
 
@@ -193,8 +241,9 @@ class MediaCache:
         """Download `url` into the cache as `sha256`, resuming a partial download.
 
         `progress(done, total)` is called as bytes arrive (total None when unknown);
-        `cancel.is_set()` stops between chunks with FetchInterrupted, keeping what
-        arrived. Raises MediaError for a wrong URL, a file over the limits, an HTTP
+        `cancel.is_set()` stops it with FetchInterrupted (at once, even inside a read),
+        keeping what arrived; past its deadline (`limits`) it stops with
+        DownloadTimedOut, keeping what arrived. Raises MediaError for a wrong URL, a file over the limits, an HTTP
         4xx answer or a sha256 mismatch, TransientMediaError for what may pass.
         """
         _check_url(url)
@@ -343,6 +392,8 @@ class _Download:
         self.cache, self.url, self.sha256 = cache, url, sha256
         self.size, self.limit, self.part = size, limit, part
         self.progress, self.cancel = progress or (lambda done, total: None), cancel
+        self.watchdog: _Watchdog | None = None
+        self.total = size  # what the server says, once it has answered
 
     def run(self) -> None:
         if self.size is not None and self.part.size > self.size:
@@ -351,6 +402,15 @@ class _Download:
         have = self.part.size
         if self.size is not None and have == self.size:
             return self._verify(hasher)
+        remaining = None if self.size is None else self.size - have
+        self.deadline_s = self.cache.limits.deadline_s(remaining)
+        self.watchdog = _Watchdog(time.monotonic() + self.deadline_s, self.cancel).start()
+        try:
+            self._attempt(have, hasher)
+        finally:
+            self.watchdog.close()
+
+    def _attempt(self, have: int, hasher) -> None:
         try:
             response = self._open(have)
         except _RangeRefused:
@@ -362,20 +422,36 @@ class _Download:
             self._copy(response, have, hasher)
         self._verify(hasher)
 
+    def _stopped(self, done: int) -> TransientMediaError | None:
+        """The error for a download the watchdog stopped (cancel or deadline), or None."""
+        why = self.watchdog.check()
+        if why == "cancelled":
+            return FetchInterrupted(f"{self.url}: download paused at {done} bytes")
+        if why == "deadline":
+            return DownloadTimedOut(f"{self.url}: download too slow: {done} of {self._total_text()} "
+                                    f"bytes within its deadline of {self.deadline_s:.0f} s")
+        return None
+
     def _open(self, have: int):
+        stopped = self._stopped(have)
+        if stopped is not None:
+            raise stopped
         headers = {"User-Agent": USER_AGENT}
         if have:
             headers["Range"] = f"bytes={have}-"
         request = urllib.request.Request(self.url, headers=headers)
+        # The per-read timeout also bounds the connect and the headers: never past the deadline.
+        timeout = max(0.1, min(self.cache.timeout_s, self.watchdog.left()))
         try:
-            return urllib.request.urlopen(request, timeout=self.cache.timeout_s)
+            return _opener(self.watchdog).open(request, timeout=timeout)
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 416 and have:
                 raise _RangeRefused() from None
             raise _http_error(self.url, exc.code, exc.reason) from None
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            raise TransientMediaError(f"{self.url}: cannot connect: {_plain(exc)}") from exc
+            raise self._stopped(have) or TransientMediaError(
+                f"{self.url}: cannot connect: {_plain(exc)}") from exc
 
     def _start(self, response, have: int, hasher):
         """Check the answer fits what we asked for; returns (bytes kept, hasher)."""
@@ -406,16 +482,19 @@ class _Download:
         done = have
         self.progress(done, self.total)
         while True:
-            if self.cancel is not None and self.cancel.is_set():
-                raise FetchInterrupted(f"{self.url}: download paused at {done} bytes")
+            if (stopped := self._stopped(done)) is not None:
+                raise stopped
             try:
                 # read1: what has arrived, at most CHUNK. On a slow 3G link a full 64 KiB
                 # takes seconds; progress and a pause should not wait for it.
                 chunk = response.read1(CHUNK)
-            except (OSError, ValueError, http.client.HTTPException) as exc:  # dropped, reset, timed out
-                raise TransientMediaError(f"{self.url}: connection lost after {done} of "
-                                          f"{self._total_text()} bytes: {_plain(exc)}") from exc
+            except (OSError, ValueError, http.client.HTTPException) as exc:  # dropped, reset, timed out, cut
+                raise self._stopped(done) or TransientMediaError(
+                    f"{self.url}: connection lost after {done} of {self._total_text()} bytes: "
+                    f"{_plain(exc)}") from exc
             if not chunk:
+                if (stopped := self._stopped(done)) is not None:
+                    raise stopped  # the watchdog shut the socket: not the end of the file
                 break
             done += len(chunk)
             if done > self.limit:
@@ -436,6 +515,99 @@ class _Download:
             self.part.restart()
             raise MediaError(f"{self.url}: sha256 mismatch (got {digest[:12]}…, the schedule "
                              f"says {self.sha256[:12]}…)")
+
+
+class _Watchdog:
+    """Cuts a download's connection at its deadline or when `cancel` is set.
+
+    The per-read timeout cannot catch a server that sends a byte every few seconds,
+    and a cancel checked between reads waits for the next byte; shutting the socket
+    down makes a blocked read return at once."""
+
+    POLL_S = 0.2  # how soon a cancel is noticed
+
+    def __init__(self, deadline: float, cancel):
+        self.deadline, self.cancel = deadline, cancel
+        self.fired: str | None = None  # "cancelled" or "deadline"
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sock = None
+        self._lock = threading.Lock()
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self) -> str | None:
+        if self.fired is None:
+            if self.cancel is not None and self.cancel.is_set():
+                self.fired = "cancelled"
+            elif self.left() <= 0:
+                self.fired = "deadline"
+        return self.fired
+
+    def start(self) -> "_Watchdog":
+        self._thread = threading.Thread(target=self._run, name="media-watchdog", daemon=True)
+        self._thread.start()
+        return self
+
+    def attach(self, sock) -> None:
+        """The connection's socket, as soon as it is connected (headers included in the watch)."""
+        with self._lock:
+            self._sock = sock
+        if self.fired:
+            self._cut()
+
+    def _run(self) -> None:
+        while not self._done.wait(max(0.0, min(self.POLL_S, self.left()))):
+            if self.check():
+                self._cut()
+                return
+
+    def _cut(self) -> None:
+        with self._lock:
+            sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+def _watched(connection_class, watchdog: _Watchdog):
+    """`connection_class` that hands its socket to `watchdog` once connected."""
+    class Watched(connection_class):
+        def connect(self):
+            super().connect()
+            watchdog.attach(self.sock)
+    return Watched
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, watchdog: _Watchdog):
+        super().__init__()
+        self._connection = _watched(http.client.HTTPConnection, watchdog)
+
+    def http_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, watchdog: _Watchdog):
+        super().__init__()
+        self._connection = _watched(http.client.HTTPSConnection, watchdog)
+
+    def https_open(self, req):
+        return self.do_open(self._connection, req, context=self._context)
+
+
+def _opener(watchdog: _Watchdog):
+    """urllib's default opener (proxies, redirects) whose connections the watchdog can cut."""
+    return urllib.request.build_opener(_WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
 
 
 class _RangeRefused(Exception):

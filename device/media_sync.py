@@ -14,8 +14,13 @@ hour, with jitter, so a commune's units do not all call back at once); one that
 will not (wrong sha256, over the size limit, HTTP 404) is retried hourly, in case
 the server is corrected; media that verifies but does not decode is not retried.
 `on_failed(media_id, reason)` is called once per failure streak: at once for a
-lasting fault, after `report_after` attempts for a passing one; the daemon turns
-it into a `media.failed` event.
+lasting fault or a download cut off at its deadline (a server too slow: that attempt
+already took minutes), after `report_after` attempts for another passing one; the
+daemon turns it into a `media.failed` event.
+
+Besides the schedules, `request()` asks for one file for a while (a `play` command
+naming a URL): it is fetched like schedule media, at its priority, kept wanted until
+its time is up, and then left to eviction like any media no schedule names.
 
 After each file, and whenever the wanted set changes, media no valid schedule
 needs is evicted, least recently used first, while the cache is over its budget.
@@ -29,7 +34,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from device.media_cache import FetchInterrupted, MediaCache, TransientMediaError
+from device.media_cache import DownloadTimedOut, FetchInterrupted, MediaCache, TransientMediaError
 from hw.clock import SystemClock
 from loaxa.errors import MediaError
 from scheduler.triggers import occurrences
@@ -93,6 +98,8 @@ class MediaSync:
         self.backoff_s, self.report_after = backoff_s, report_after
         self._cond = threading.Condition()
         self._jobs: dict[str, _Job] = {}
+        self._schedules: list = []  # the documents of the last `want`
+        self._requests: dict[str, tuple] = {}  # sha256 -> (media_id, url, size, rank, until monotonic)
         self._current: _Job | None = None
         self._interrupt = threading.Event()  # stops the download in progress (kept for resume)
         self._closing = threading.Event()  # stops everything, preparation included
@@ -112,8 +119,16 @@ class MediaSync:
         Media of a schedule past its `valid_until` are not wanted (and may be evicted);
         media of one not yet valid are fetched ahead. Safe from any thread.
         """
+        schedules = list(schedules)
         wanted = self._wanted(schedules)
         with self._cond:
+            self._schedules = schedules
+            for sha, job in self._requested().items():
+                if sha in wanted:
+                    wanted[sha].rank = min(wanted[sha].rank, job.rank)
+                    wanted[sha].next_play = 0.0
+                else:
+                    wanted[sha] = job
             if self._closing.is_set():
                 return
             old = self._jobs
@@ -126,6 +141,17 @@ class MediaSync:
                     self._interrupt.set()
             self._evict_due = True
             self._cond.notify_all()
+
+    def request(self, media_id: str, url: str, sha256: str, size: int | None, *,
+                priority: str = "priority", for_s: float) -> None:
+        """Fetch and prepare one file outside the schedules (a `play` command naming a
+        URL), wanted for `for_s` seconds; `cache.has(sha256)` says when it is ready."""
+        until = self.clock.monotonic() + for_s
+        with self._cond:
+            old = self._requests.get(sha256)
+            rank = PRIORITY_RANK[priority] if old is None else min(old[3], PRIORITY_RANK[priority])
+            self._requests[sha256] = (media_id, url, size, rank, max(until, old[4] if old else until))
+        self.want(self._schedules)
 
     def retry_now(self) -> None:
         """Try failed media again at once (the `sync` command, a technician on site),
@@ -185,6 +211,16 @@ class MediaSync:
                 _add_name(job.schedules, schedule.id)
                 job.rank = min(job.rank, ranks.get(media_id, PRIORITY_RANK["normal"]))
                 job.next_play = min(job.next_play, plays.get(media_id, math.inf))
+        return jobs
+
+    def _requested(self) -> dict[str, _Job]:
+        """Jobs for the `request`s still in their time (called with the lock held)."""
+        now = self.clock.monotonic()
+        self._requests = {sha: r for sha, r in self._requests.items() if r[4] > now}
+        jobs = {}
+        for sha, (media_id, url, size, rank, _) in self._requests.items():
+            jobs[sha] = _Job(sha, url, size, ids=[media_id], schedules=["command"], rank=rank,
+                             next_play=0.0, bytes_total=size)
         return jobs
 
     def _merge(self, old: _Job | None, new: _Job) -> _Job:
@@ -255,7 +291,8 @@ class MediaSync:
             if self._closing.is_set():
                 self._set(job, state="queued")
             else:
-                self._failed(job, str(exc), transient=isinstance(exc, TransientMediaError))
+                self._failed(job, str(exc), transient=isinstance(exc, TransientMediaError),
+                             report_now=isinstance(exc, DownloadTimedOut))
         except Exception as exc:  # noqa: BLE001 - a bug on one file must not stop the others
             log.exception("media %s: unexpected error", job.ids[0])
             self._failed(job, f"internal error: {type(exc).__name__}: {exc}", transient=True)
@@ -283,14 +320,14 @@ class MediaSync:
         self._set(job, state="prepared", error=None, streak=0, reported=False, seen=True,
                   bytes_done=job.bytes_total or job.bytes_done)
 
-    def _failed(self, job: _Job, reason: str, *, transient: bool) -> None:
+    def _failed(self, job: _Job, reason: str, *, transient: bool, report_now: bool = False) -> None:
         undecodable = self.cache.failure(job.sha256) is not None
         with self._cond:
             job.attempts += 1
             job.streak += 1
             job.state, job.error = "failed", reason
             job.retry_at = self.clock.monotonic() + self._delay(job.streak, transient, undecodable)
-            report = not job.reported and (not transient or job.streak >= self.report_after)
+            report = not job.reported and (not transient or report_now or job.streak >= self.report_after)
             job.reported = job.reported or report
         log.warning("media %s failed (attempt %d): %s", job.ids[0], job.attempts, reason)
         if report:

@@ -6,6 +6,10 @@ Circular 39/2020/TT-BTTTT (SPEC): an `emergency` item interrupts whatever plays
 items that collide queue up to the lateness limit and are `missed` after it. An
 interrupted item resumes where it stopped if still within the limit: a second
 playlog with the same `item` and `scheduled_at`.
+
+The player never fetches nor prepares media (the sync worker does, ahead): at air
+it only looks the prepared files up. Media not ready by then make the item `failed`
+("media not ready") at once, so what comes next (an emergency) plays on time.
 """
 
 import logging
@@ -20,6 +24,7 @@ from datetime import datetime, timedelta
 from audio import play_files, play_stream
 from audio.player import wait_until
 from device.journal import CountingSink
+from device.media_cache import MediaNotReady
 from device.messages import iso
 from loaxa.errors import HardwareError, LoaxaError
 from scheduler import in_quiet_hours, parse_quiet_hours
@@ -29,7 +34,9 @@ log = logging.getLogger("loaxa.playout")
 PRIORITY_RANK = {"emergency": 0, "priority": 1, "normal": 2}
 LATENESS_LIMIT_S = 600.0
 PREEMPTED = "preempted by an emergency item"
+STOPPED_BEFORE = "the unit stopped before the item could play"
 UNMUTE_AHEAD_S = 0.2  # mute released this long before air: the amplifier settles in silence
+MEDIA_POLL_S = 0.1  # how often the player looks again for media still being prepared before air
 
 
 @dataclass(order=True)
@@ -135,6 +142,11 @@ class Playout:
     def report_missed(self, occ, reason: str) -> None:
         self._finish(self._base_record(occ), outcome="missed", reason=reason)
 
+    def report_failed(self, occ, reason: str) -> None:
+        """A playlog `failed` for an item that never reached the player (its media never
+        became ready: a `play` command naming a URL)."""
+        self._finish(self._base_record(occ), outcome="failed", reason=reason)
+
     def _interrupt(self, reason: str) -> None:
         self._interrupt_reason = reason
         self._abort_current.set()
@@ -176,7 +188,13 @@ class Playout:
             files = self._fallback_files(occ, request.schedule)
         else:
             try:
-                files = [self._media.resolve(m, request.schedule.media) for m in item.play]
+                files = self._media_at_air(request)
+            except MediaNotReady as exc:
+                if self._stop.is_set():  # stopped while it waited for its media, before air
+                    self._finish(base, outcome="missed", reason=STOPPED_BEFORE)
+                else:
+                    self._finish(base, outcome="failed", reason=str(exc))
+                return
             except LoaxaError as exc:
                 self._records.event("media.failed", str(exc), item=item.id, schedule=occ.schedule_id)
                 self._finish(base, outcome="failed", reason=f"media: {exc}")
@@ -189,6 +207,19 @@ class Playout:
         if request.offset_s:
             base["resumed_from_s"] = round(request.offset_s, 3)
         self._play(request, base, files)
+
+    def _media_at_air(self, request: PlayRequest) -> list:
+        """The prepared files of an item. Media still being prepared are looked for again
+        until air (the item reaches the player `lead_s` early), never later: not ready
+        then raises MediaNotReady."""
+        occ = request.occurrence
+        air = occ.at.timestamp() - UNMUTE_AHEAD_S
+        while True:
+            try:
+                return [self._media.resolve(m, request.schedule.media) for m in occ.item.play]
+            except MediaNotReady:
+                if self._clock.time() >= air or self._stop.wait(min(MEDIA_POLL_S, air - self._clock.time())):
+                    raise
 
     def _fallback_files(self, occ, schedule) -> list:
         """A stream item's fallback, ready before air; without it the stream still relays."""
@@ -203,6 +234,8 @@ class Playout:
     def _why_not_now(self, request: PlayRequest) -> str | None:
         """The reason an item may not sound now, or None."""
         item = request.occurrence.item
+        if self._stop.is_set():
+            return STOPPED_BEFORE
         if request.timed and item.priority != "emergency" and not self._clockwatch.trusted:
             return "clock untrusted: a timed item is never played at a possibly wrong hour"
         if self._clock.time() - request.occurrence.at.timestamp() > self.lateness_s:
@@ -219,6 +252,8 @@ class Playout:
         occ, item = request.occurrence, request.occurrence.item
         self._abort_current.clear()
         self._interrupt_reason = None
+        if self._stop.is_set():  # stop() came between items: its abort must not be lost
+            self._interrupt("the unit is stopping")
         try:
             start_at = self._amplifier_ready(occ)
         except (HardwareError, ValueError) as exc:

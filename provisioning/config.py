@@ -35,10 +35,11 @@ Choices where SPEC is silent (the README's config section repeats them):
   every line active-high), `amplifier.driver` ("auto": LXA1 over `port` or the mock's
   simulator, else relay-only; "lxa1"; "relay"), `amplifier.input` (1), `amplifier.volume`
   (0-100, default 100). Audio (docs/audio.md): `audio.cache_budget_mb` (2048, at least
-  16), `audio.max_media_mb` (200), `audio.max_media_s` (10800). Outbox (docs/design.md,
-  "Outbox under backlog and disk faults"): `outbox.max_mb` (256, at least 1): the disk
-  budget of records not yet delivered; past it the oldest health samples, then events,
-  go first, playlogs only when nothing else is left.
+  16), `audio.max_media_mb` (200), `audio.max_media_s` (10800); a download's deadline:
+  `audio.download_min_rate_kbps` (64), `audio.download_min_s` (120), `audio.download_max_s`
+  (3600). Outbox (docs/design.md, "Outbox under backlog and disk faults"): `outbox.max_mb`
+  (256, at least 1): the disk budget of records not yet delivered; past it the oldest
+  health samples, then events, go first, playlogs only when nothing else is left.
 - Ranges: `audio.lufs` -40 to -5, `amplifier.baudrate` 50 to 4000000, `warmup_s` and
   `cooldown_s` >= 0, GPIO pins are BCM 0-27 and no pin serves two roles.
 - A UTF-8 byte order mark at the start of the file is accepted (Windows editors add one).
@@ -127,6 +128,9 @@ class AudioConfig:
     cache_budget_mb: int = 2048
     max_media_mb: int = 200
     max_media_s: float = 10800.0
+    download_min_rate_kbps: float = 64.0
+    download_min_s: float = 120.0
+    download_max_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -493,6 +497,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cache_budget_mb": Key(_integer(16), 2048),
         "max_media_mb": Key(_integer(1), 200),
         "max_media_s": Key(_number(1), 10800.0),
+        # A download's overall deadline: the bytes to come at this floor rate, within bounds.
+        "download_min_rate_kbps": Key(_number(1), 64.0),
+        "download_min_s": Key(_number(0.5), 120.0),
+        "download_max_s": Key(_number(0.5), 3600.0),
     },
     "amplifier": {
         "port": Key(_port, None),

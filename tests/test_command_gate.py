@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from device.commands import CommandGate, ReplayError, peek_command_id, reply_doc
+from device.commands import CommandGate, RefusalReporter, ReplayError, peek_command_id, reply_doc
 from loaxa.errors import DocumentError, HardwareError, Rejected, SignatureError, TargetError
 from scheduler import (ExpiredError, MAX_DOCUMENT_BYTES, StorageError, build_command, load_private_key,
                        load_trusted_keys, sign_document, write_keypair)
@@ -315,3 +315,42 @@ def test_truncated_and_flipped_envelopes(gate, keys):
     with pytest.raises(SignatureError):
         gate.admit(UNIT_TOPIC, raw.replace(sig.encode(), flipped.encode()), NOW)
     assert gate.admit(UNIT_TOPIC, raw, NOW).play.media == ("chime",)
+
+
+# --- screening on the network thread, and refusals coalesced -------------------------------
+
+def test_screen_checks_everything_but_writes_nothing(tmp_path, gate, keys):
+    cmd = gate.screen(UNIT_TOPIC, command(keys, cid="s-1"), NOW)
+    assert cmd.id == "s-1" and not (tmp_path / "commands" / "seen.json").exists()
+    with pytest.raises(SignatureError):
+        text = build_command("ping", {}, f"unit:{UNIT}", now=NOW, command_id="s-2")
+        gate.screen(UNIT_TOPIC, signed(keys, text, key=keys["other"]), NOW)
+    gate.remember(cmd, NOW)
+    with pytest.raises(ReplayError):  # a replay is caught before any queue, without the disk
+        gate.screen(UNIT_TOPIC, command(keys, cid="s-1"), NOW)
+
+
+class FakeMonotonic:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_refusals_are_reported_a_few_at_a_time_and_the_rest_counted_once_per_interval():
+    clock = FakeMonotonic()
+    reporter = RefusalReporter(clock, interval_s=60, burst=5)
+    answered = [reporter.admit("t", f"bad {n}") for n in range(14_000)]
+    assert sum(answered) == 5 and answered[:5] == [True] * 5
+    assert reporter.summary() is None and reporter.due_in() == 60  # not before the window closes
+    clock.t += 60
+    assert reporter.summary() == {"count": 13_995, "topic": "t", "reason": "bad 13999", "interval_s": 60}
+    assert reporter.summary() is None
+    # A flood that goes on: only counted (one summary a minute), no new burst of replies.
+    assert not any(reporter.admit("t", "bad") for _ in range(100))
+    clock.t += 60
+    assert reporter.summary()["count"] == 100
+    # Once it is quiet for a whole window, a refusal is answered in full again.
+    clock.t += 61
+    assert reporter.admit("t", "bad") and reporter.summary() is None

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from audio import PrepareCancelled
-from device.media_cache import MB, MediaCache, TransientMediaError, _Partial
+from device.media_cache import (MB, DownloadLimits, DownloadTimedOut, FetchInterrupted, MediaCache,
+                                MediaNotReady, TransientMediaError, _Partial)
 from loaxa.errors import MediaError
 from scheduler import Media
 from tests.support import bad_media
@@ -187,6 +188,60 @@ def test_disk_space_reserve(tmp_path, server, bulletin):
     url = server.add("bt.mp3", bulletin)
     with pytest.raises(TransientMediaError, match="not enough disk space"):
         cache.fetch(url, sha(bulletin), len(bulletin))
+
+
+# --- slow servers: an overall deadline, and a cancel that does not wait for the next byte --
+
+def test_a_trickling_server_is_cut_off_at_the_deadline_and_the_next_try_resumes(tmp_path, server, bulletin):
+    limits = DownloadLimits(min_rate_kbps=64, min_s=1.5, max_s=1.5)
+    cache = MediaCache(tmp_path / "media", timeout_s=30, limits=limits)
+    url = server.add("slow.mp3", bulletin, trickle_s=0.3)  # a byte every 0.3 s: no read ever times out
+    digest = sha(bulletin)
+    started = time.monotonic()
+    with pytest.raises(DownloadTimedOut, match="too slow.*deadline of 2 s") as caught:
+        cache.fetch(url, digest, len(bulletin))
+    assert time.monotonic() - started < 5  # not the 30 s per-read timeout, nor the whole file
+    assert isinstance(caught.value, TransientMediaError)  # retried later, with backoff
+    kept = cache.partial_bytes(digest)
+    assert 1 <= kept < len(bulletin)
+    server.resources["/slow.mp3"].trickle_s = None  # the server recovers
+    cache.fetch(url, digest, len(bulletin))
+    assert server.ranges("slow.mp3")[-1] == f"bytes={kept}-"
+    assert cache.original_path(digest).read_bytes() == bulletin
+
+
+def test_a_server_trickling_its_headers_is_cut_off_too(tmp_path, server, bulletin):
+    cache = MediaCache(tmp_path / "media", timeout_s=30, limits=DownloadLimits(min_s=1.0, max_s=1.0))
+    url = server.add("slow-head.mp3", bulletin, trickle_s=0.3, trickle_head=True)
+    started = time.monotonic()
+    with pytest.raises(DownloadTimedOut, match="too slow"):
+        cache.fetch(url, sha(bulletin), len(bulletin))
+    assert time.monotonic() - started < 4
+
+
+def test_the_deadline_follows_the_size_between_a_floor_and_a_cap():
+    limits = DownloadLimits(min_rate_kbps=64, min_s=120, max_s=3600)
+    assert limits.deadline_s(1000) == 120  # small files: the minimum
+    assert limits.deadline_s(8 * MB) == pytest.approx(8 * MB * 8 / 1000 / 64)  # 8 MB at 64 kbit/s
+    assert limits.deadline_s(200 * MB) == 3600 and limits.deadline_s(None) == 3600
+
+
+def test_a_cancel_cuts_a_trickling_download_at_once(tmp_path, server, bulletin):
+    cache = MediaCache(tmp_path / "media", timeout_s=30)
+    url = server.add("slow.mp3", bulletin, trickle_s=5.0)  # the next byte is seconds away
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(FetchInterrupted):
+        cache.fetch(url, sha(bulletin), len(bulletin), cancel=cancel)
+    assert time.monotonic() - started < 2.5
+
+
+def test_resolve_never_fetches(cache, server, bulletin):
+    url = server.add("bt.mp3", bulletin)
+    with pytest.raises(MediaNotReady, match="media not ready: bt"):
+        cache.resolve("bt", {"bt": Media("bt", url, sha(bulletin), len(bulletin))})
+    assert server.ranges("bt.mp3") == []
 
 
 # --- bad media: verified, but never playable -------------------------------------------

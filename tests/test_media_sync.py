@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from device.media_cache import MB, MediaCache
+from device.media_cache import MB, DownloadLimits, MediaCache
 from device.media_sync import MediaSync
 from scheduler import parse_schedule
 from tests.support.http_media import MediaHttpServer
@@ -311,3 +311,49 @@ def test_close_is_prompt_keeps_the_partial_and_is_safe_twice(tmp_path, cache, se
     assert 0 < cache.partial_bytes(sha(big)) < len(big)
     sync.want([])  # after close: ignored, no error
     assert not sync._thread.is_alive()
+
+
+# --- slow servers and requested media ----------------------------------------------------
+
+def test_a_trickling_server_is_cut_off_reported_at_once_and_retried_with_backoff(tmp_path, server, tones, syncs):
+    cache = MediaCache(tmp_path / "media", timeout_s=30, limits=DownloadLimits(min_s=0.5, max_s=0.5))
+    reports = []
+    url = server.add("slow.mp3", tones[0], trickle_s=0.2)
+    sync = syncs(cache, on_failed=lambda mid, why: reports.append((mid, why)), report_after=3,
+                 backoff_s=(0.3, 1.0)).start()
+    sync.want([schedule({"slow": (url, tones[0])}, [item("sang", ["slow"])])])
+    wait_until(lambda: reports, timeout=10, interval=0.02, what="a media.failed report")
+    assert reports == [("slow", reports[0][1])] and "too slow" in reports[0][1]
+    media = by_id(sync.status())["slow"]
+    assert media["state"] in ("failed", "downloading") and media["attempts"] >= 1
+    server.resources["/slow.mp3"].trickle_s = None
+    assert wait_until(lambda: cache.has(sha(tones[0])), timeout=20, interval=0.05, what="prepared")
+    ranges = server.ranges("slow.mp3")
+    assert len(ranges) >= 2 and ranges[-1] is not None and ranges[-1].startswith("bytes=")
+    assert len(reports) == 1  # once per failure streak
+
+
+def test_requested_media_is_fetched_and_kept_wanted_for_its_time(cache, server, tones, syncs):
+    url = server.add("cmd.mp3", tones[1])
+    sync = syncs(cache).start()
+    sync.want([])
+    sync.request("cmd-1", url, sha(tones[1]), None, priority="emergency", for_s=60)
+    assert wait_until(lambda: cache.has(sha(tones[1])), timeout=20, interval=0.05, what="prepared")
+    media = by_id(sync.status())["cmd-1"]
+    assert media["priority"] == "emergency" and media["schedules"] == ["command"]
+    sync.want([])  # a new schedule set does not drop a request still in its time
+    assert "cmd-1" in by_id(sync.status())
+
+
+def test_a_trickling_download_no_longer_wanted_stops_at_once(tmp_path, server, tones, syncs):
+    cache = MediaCache(tmp_path / "media", timeout_s=30)
+    url = server.add("slow.mp3", tones[2], trickle_s=3.0)  # the next byte is always seconds away
+    sync = syncs(cache).start()
+    sync.want([schedule({"slow": (url, tones[2])}, [item("sang", ["slow"])])])
+    wait_until(lambda: by_id(sync.status())["slow"]["bytes_done"] > 0, timeout=10, interval=0.02,
+               what="a first byte")
+    started = time.monotonic()
+    sync.want([])  # the schedule was replaced: nothing needs it now
+    wait_until(lambda: sync._current is None, timeout=5, interval=0.02, what="the download stopped")
+    assert time.monotonic() - started < 2  # not at the next byte, nor at any timeout
+    assert sync.status()["media"] == []

@@ -107,10 +107,10 @@ def _load_config(explicit):
 
 
 def _cache(cfg):
-    from device.media_cache import MediaCache
+    from device.media_cache import MediaCache, download_limits
 
     return MediaCache(cfg.unit.media_dir, lufs=cfg.audio.lufs, max_bytes=cfg.audio.max_media_mb * MB,
-                      max_seconds=cfg.audio.max_media_s)
+                      max_seconds=cfg.audio.max_media_s, limits=download_limits(cfg.audio))
 
 
 def _schedules_in_force(cfg) -> list:

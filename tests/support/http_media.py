@@ -5,7 +5,9 @@ that a download resumes. `MediaHttpServer` serves registered bytes by path and:
 - answers `Range: bytes=N-` with 206 and a Content-Range (or ignores it, if told);
 - drops the connection after a number of bytes, for the first few requests;
 - answers with an error status (404, 503...) a number of times;
-- streams like an Icecast mount: no length, paced, then drops or stalls.
+- streams like an Icecast mount: no length, paced, then drops or stalls;
+- trickles: one byte every `trickle_s` seconds (a server that barely answers, which
+  no per-read timeout catches).
 Every request is recorded (path, Range header) so tests can assert what was asked.
 """
 
@@ -31,6 +33,8 @@ class Resource:
     rate: float | None = None
     stall_after: int | None = None  # stream: stop sending (connection kept open) after this many bytes
     stall_s: float = 30.0
+    trickle_s: float | None = None  # one byte of the body every this many seconds
+    trickle_head: bool = False  # ...and of the status line and headers too
     hits: int = field(default=0)
 
 
@@ -95,12 +99,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._plain(resource.status, "Try Again Later" if resource.status >= 500 else "No")
         if resource.stream:
             return self._stream(resource)
+        if resource.trickle_head:
+            return self._trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", resource.trickle_s)
         start = self._range_start(resource)
         if start is None:
             return None
         body = resource.data[start:]
         self._headers(resource, start, len(body))
         cut = resource.drop_after is not None and hit <= resource.drops
+        if resource.trickle_s:
+            return self._trickle(body, resource.trickle_s)
         self._send(body[: resource.drop_after] if cut else body, resource.rate)
         if cut:
             self._cut()
@@ -164,6 +172,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
                 if rate:
                     time.sleep(max(0.0, started + (sent + step) / rate - time.monotonic()))
+        except OSError:
+            pass
+
+    def _trickle(self, body: bytes, every_s: float) -> None:
+        """One byte, then a pause, and so on: until the client gives up (or the end)."""
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(every_s)
         except OSError:
             pass
 

@@ -55,7 +55,8 @@ class OperatorKey:
 
 def write_unit_config(folder: Path, *, unit_id: str, groups, broker_url: str, trust: dict,
                       warmup_s=1.0, cooldown_s=1.0, quiet_hours="", extra: str = "",
-                      reconnect_max_s: float = 120.0) -> Path:
+                      reconnect_max_s: float = 120.0, unit_extra: str = "") -> Path:
+    """`extra` is appended after `[amplifier]` (whole sections); `unit_extra` goes into `[unit]`."""
     folder.mkdir(parents=True, exist_ok=True)
     keys = ", ".join(f'"{name}" = "{pub}"' for name, pub in trust.items())
     text = f"""
@@ -65,6 +66,7 @@ groups = {json.dumps(list(groups))}
 timezone = "Asia/Ho_Chi_Minh"
 state_dir = "{folder / 'state'}"
 quiet_hours = "{quiet_hours}"
+{unit_extra}
 
 [broker]
 url = "{broker_url}"
