@@ -177,7 +177,8 @@ def _keys(value, path: str) -> dict:
     keys = {}
     for name, entry in _object(value, path).items():
         entry_path = _join(path, name)
-        keys[_key_name(name, entry_path)] = _trust_key(name, entry, entry_path)
+        _key_name(name, entry_path)
+        keys[name] = _trust_key(name, entry, entry_path)
     _distinct_pubs(((k.name, k.pub) for k in keys.values()), path)
     return keys
 
@@ -212,7 +213,8 @@ def _root(value, path: str) -> RootSet | None:
     keys = {}
     for name, pub in names.items():
         entry_path = _join(_join(path, "keys"), name)
-        keys[_key_name(name, entry_path)] = _pub(pub, entry_path)
+        _key_name(name, entry_path)
+        keys[name] = _pub(pub, entry_path)
     _distinct_pubs(((n, public_key_b64(k)) for n, k in keys.items()), _join(path, "keys"))
     threshold = _integer(obj["threshold"], _join(path, "threshold"), 1, len(keys),
                          f"must be 1 to the number of root keys ({len(keys)})")

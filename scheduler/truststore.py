@@ -54,8 +54,9 @@ class _Mark:
 
 
 class TrustStore:
-    def __init__(self, folder, *, mark_path=None):
+    def __init__(self, folder, *, mark_path=None, write=atomic_write):
         self.folder = Path(folder)
+        self._write = write  # the one place this store writes: a seam for disk-fault tests
         self.mark_path = Path(mark_path) if mark_path is not None else self.folder.parent / "trust-mark.json"
         self._doc_path = self.folder / "trust.json"
         self._lock = threading.RLock()
@@ -179,7 +180,7 @@ class TrustStore:
                 "since": now.isoformat()}
         stored = {"format": FORMAT, "topic": topic, "envelope": raw.decode("utf-8")}
         try:
-            atomic_write(self.mark_path, json.dumps(mark, indent=1).encode("utf-8"))
-            atomic_write(self._doc_path, json.dumps(stored, ensure_ascii=False).encode("utf-8"))
+            self._write(self.mark_path, json.dumps(mark, indent=1).encode("utf-8"))
+            self._write(self._doc_path, json.dumps(stored, ensure_ascii=False).encode("utf-8"))
         except OSError as exc:
             raise StorageError(f"trust version {doc.version} could not be stored: {exc.strerror or exc}") from exc
