@@ -224,9 +224,9 @@ def _root(value, path: str) -> RootSet | None:
 def parse_trust(payload_text: str) -> TrustDocument:
     """Validate a trust document (the exact signed text) and return it parsed."""
     doc, raw = _load(payload_text)
-    _check_fields(doc, "", TOP_REQUIRED, TOP_OPTIONAL)
-    if doc["type"] != "trust":
+    if "type" in doc and doc["type"] != "trust":  # another kind of document: say so first
         _fail("type", f'expected "trust", got {describe(doc["type"])}')
+    _check_fields(doc, "", TOP_REQUIRED, TOP_OPTIONAL)
     issued_at = _aware_datetime(doc["issued_at"], "issued_at", ISSUED_AT_PATTERN, EXAMPLE_TIME)
     expires_at = _aware_datetime(doc["expires_at"], "expires_at", ISSUED_AT_PATTERN, EXAMPLE_TIME)
     if expires_at <= issued_at:

@@ -1,0 +1,130 @@
+"""`loaxa trust init|build|sign`: a province's key ceremony through the real command line."""
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from loaxa.cli import main
+from scheduler.envelope import read_envelope
+from scheduler.keys import write_keypair
+from scheduler.trust import verify_trust
+from tests.support.trustkit import GROUPS, UNIT
+
+SOURCE = """\
+id = "dak-lak"
+version = 1
+targets = ["group:dak-lak"]
+expires_in_days = 365
+root = "roots/root.json"
+
+[keys.lak-editor]
+pub = "ops/lak-editor.pub"
+roles = ["editor"]
+scope = ["group:dak-lak/lak"]
+
+[keys.so-approver]
+pub = "ops/so-approver.pub"
+roles = ["approver", "operator"]
+scope = ["group:dak-lak"]
+
+[require]
+schedule = ["editor", "approver"]
+"""
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def ceremony(tmp_path, capsys):
+    passfile = tmp_path / "pass"
+    passfile.write_text("mật khẩu tỉnh\n", encoding="utf-8")
+    code, out, err = run(capsys, "trust", "init", "--roots", "3", "--threshold", "2", "--out",
+                         str(tmp_path / "roots"), "--name", "dak-lak", "--passphrase-file", str(passfile))
+    assert code == 0, err
+    assert "root_threshold = 2" in out and '"dak-lak-root-1" = "' in out
+    for name in ("lak-editor", "so-approver"):
+        write_keypair(tmp_path / "ops", name)
+    (tmp_path / "trust.toml").write_text(SOURCE)
+    return tmp_path, passfile
+
+
+def test_init_build_sign_makes_a_document_a_unit_takes(ceremony, capsys):
+    tmp, passfile = ceremony
+    assert (tmp / "roots" / "dak-lak-root-1.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY")
+    code, _, err = run(capsys, "trust", "build", str(tmp / "trust.toml"), "--out", str(tmp / "trust.json"))
+    assert code == 0 and "trust dak-lak version 1: 2 keys" in err and "threshold 2" in err
+    doc = json.loads((tmp / "trust.json").read_text())
+    assert doc["root"]["threshold"] == 2 and set(doc["root"]["keys"]) == {f"dak-lak-root-{i}" for i in (1, 2, 3)}
+    # two holders sign in turn, each on their own machine, passing the file along
+    code, _, err = run(capsys, "trust", "sign", str(tmp / "trust.json"), "--key", str(tmp / "roots/dak-lak-root-1.key"),
+                       "--passphrase-file", str(passfile), "--out", str(tmp / "s1.json"),
+                       "--roots", str(tmp / "roots/root.json"))
+    assert code == 0 and "1 of the 2 root signatures needed" in err
+    code, _, err = run(capsys, "trust", "sign", str(tmp / "s1.json"), "--key", str(tmp / "roots/dak-lak-root-3.key"),
+                       "--passphrase-file", str(passfile), "--out", str(tmp / "s2.json"),
+                       "--roots", str(tmp / "roots/root.json"))
+    assert code == 0 and "2 of the 2 root signatures needed (enough)" in err
+    # bootstrap of a legacy unit: one legacy key signs too
+    legacy_key, legacy_pub = write_keypair(tmp / "legacy", "dak-lak-2026")
+    code, out, _ = run(capsys, "trust", "sign", str(tmp / "s2.json"), "--key", str(legacy_key), "--no-passphrase")
+    assert code == 0
+    assert [s.key for s in read_envelope(out.encode()).signatures] == ["dak-lak-root-1", "dak-lak-root-3",
+                                                                       "dak-lak-2026"]
+    from scheduler.keys import parse_public_key
+    verified = verify_trust(out.encode(), roots=None, legacy={"dak-lak-2026": parse_public_key(legacy_pub.read_text())},
+                            current_version=None, now=datetime.now(timezone.utc), clock_trusted=True,
+                            unit_id=UNIT, groups=GROUPS, topic="loaxa/group/dak-lak/trust")
+    assert verified.roots.threshold == 2
+
+
+def test_an_encrypted_key_with_no_passphrase_and_no_terminal_is_one_line(ceremony, capsys):
+    tmp, _ = ceremony
+    run(capsys, "trust", "build", str(tmp / "trust.toml"), "--out", str(tmp / "trust.json"))
+    code, _, err = run(capsys, "trust", "sign", str(tmp / "trust.json"), "--key", str(tmp / "roots/dak-lak-root-1.key"))
+    assert code == 1 and "give --passphrase-file FILE" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "trust", "sign", str(tmp / "trust.json"), "--key", str(tmp / "roots/dak-lak-root-1.key"),
+                       "--no-passphrase")
+    assert code == 1 and "encrypted, and --no-passphrase was given" in err
+
+
+def test_a_wrong_passphrase_is_one_line(ceremony, capsys):
+    tmp, _ = ceremony
+    run(capsys, "trust", "build", str(tmp / "trust.toml"), "--out", str(tmp / "trust.json"))
+    wrong = tmp / "wrong"
+    wrong.write_text("nope\n")
+    code, _, err = run(capsys, "trust", "sign", str(tmp / "trust.json"), "--key", str(tmp / "roots/dak-lak-root-2.key"),
+                       "--passphrase-file", str(wrong))
+    assert code == 1 and "wrong passphrase" in err
+
+
+def test_init_without_a_passphrase_source_refuses_off_a_terminal(tmp_path, capsys):
+    code, _, err = run(capsys, "trust", "init", "--roots", "1", "--threshold", "1", "--out", str(tmp_path))
+    assert code == 1 and "--no-passphrase" in err and not list(tmp_path.iterdir())
+
+
+def test_init_refuses_a_threshold_above_the_roots(tmp_path, capsys):
+    code, _, err = run(capsys, "trust", "init", "--roots", "2", "--threshold", "3", "--out", str(tmp_path),
+                       "--no-passphrase")
+    assert code == 1 and "--threshold 3 is more than --roots 2" in err
+
+
+def test_build_names_the_bad_field(ceremony, capsys):
+    tmp, _ = ceremony
+    (tmp / "bad.toml").write_text(SOURCE.replace('roles = ["editor"]', 'roles = ["boss"]'))
+    code, _, err = run(capsys, "trust", "build", str(tmp / "bad.toml"))
+    assert code == 1 and "keys.lak-editor.roles[0]: must be one of" in err
+    (tmp / "bad2.toml").write_text(SOURCE.replace("ops/lak-editor.pub", "ops/missing.pub"))
+    code, _, err = run(capsys, "trust", "build", str(tmp / "bad2.toml"))
+    assert code == 1 and "keys.lak-editor.pub" in err
+
+
+def test_sign_refuses_what_is_not_a_trust_document(tmp_path, capsys):
+    key, _ = write_keypair(tmp_path, "r", None)
+    (tmp_path / "x.json").write_text('{"type": "schedule"}')
+    code, _, err = run(capsys, "trust", "sign", str(tmp_path / "x.json"), "--key", str(key))
+    assert code == 1 and 'type: expected "trust"' in err
