@@ -64,6 +64,12 @@ class Authority:
         """Trust was in force and its document is lost: no key counts until the roots send one."""
         return cls({}, lost=True)
 
+    def fingerprint(self) -> tuple:
+        """Equal for two authorities that judge every envelope alike."""
+        keys = tuple(sorted((k.name, k.pub, tuple(sorted(k.roles)), k.scope, str(k.expires_at), k.slots)
+                            for k in self.keys.values()))
+        return ("authority", self.legacy, self.lost, self.version, keys, tuple(sorted(self.require.items())))
+
     def roles_for(self, kind: str) -> tuple[str, ...]:
         return tuple(self.require.get(kind, DEFAULT_REQUIRE[kind]))
 
