@@ -38,8 +38,9 @@ from scheduler.envelope import MAX_SIGNATURES, Envelope, check_signatures, read_
 from scheduler.keys import is_valid_key_name, parse_public_key, public_key_b64
 from scheduler.targets import parse_target, unit_targets
 
-__all__ = ["KINDS", "ROLES", "SLOT_PATTERN", "RootSet", "TrustDocument", "TrustKey", "parse_trust",
-           "root_signers", "topic_parts", "verify_trust"]
+__all__ = ["KINDS", "ROLES", "SLOT_PATTERN", "RootSet", "TrustDocument", "TrustKey", "VerifiedTrust",
+           "check_root_signatures", "parse_trust", "root_signers", "roots_from_config", "topic_parts",
+           "verify_trust"]
 
 ROLES = ("editor", "approver", "operator", "emergency", "technician", "release")
 # What `require` may name: SPEC's kinds, plus `stop` (a stop while no emergency plays).
@@ -83,6 +84,18 @@ class RootSet:
             except ValueError as exc:
                 raise ValueError(f"{path}.keys.{name}: {exc}") from exc
         return cls(parsed, threshold)
+
+    @classmethod
+    def from_json(cls, block, path: str = "root") -> "RootSet":
+        """From a `root` block / root.json: `{"keys": {name: pub}, "threshold": n}`; ValueError says why."""
+        if not isinstance(block, dict) or set(block) != {"keys", "threshold"}:
+            raise ValueError(f"{path}: expected an object with keys and threshold")
+        keys, threshold = block["keys"], block["threshold"]
+        if not isinstance(keys, dict) or not keys:
+            raise ValueError(f"{path}.keys: expected a non-empty object of name: public key")
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= len(keys):
+            raise ValueError(f"{path}.threshold: must be 1 to the number of root keys ({len(keys)})")
+        return cls.from_mapping(keys, threshold, path)
 
     def fingerprints(self) -> frozenset:
         return frozenset(public_key_b64(k) for k in self.keys.values())
@@ -324,6 +337,13 @@ def _check_signatures(envelope: Envelope, doc: TrustDocument, roots: RootSet | N
     return doc.root
 
 
+def check_root_signatures(envelope: Envelope, doc: TrustDocument, roots: RootSet | None,
+                          legacy: dict | None = None) -> RootSet:
+    """The root-signature rules alone (for operator tools before a push): the roots in
+    force once `doc` is, or TrustError saying which threshold is not met."""
+    return _check_signatures(envelope, doc, roots, dict(legacy or {}))
+
+
 def _check_targets(doc: TrustDocument, unit_id: str, groups, topic: str, prefix: str) -> None:
     mine = unit_targets(unit_id, groups)
     if not set(doc.targets) & mine:
@@ -369,3 +389,27 @@ def verify_trust(raw, *, roots: RootSet | None, legacy: dict | None, current_ver
     roots_after = _check_signatures(envelope, doc, roots, dict(legacy or {}))
     _no_root_in_keys(doc.keys, roots_after)
     return VerifiedTrust(doc, envelope, roots_after)
+
+
+def roots_from_config(root: dict | None, threshold: int = 1) -> RootSet | None:
+    """`[trust].root` and `[trust].root_threshold` as a RootSet (None when no roots are set);
+    ConfigError naming each bad entry."""
+    from loaxa.errors import ConfigError
+    if not root:
+        return None
+    errors, keys = [], {}
+    for name, pub in dict(root).items():
+        if not is_valid_key_name(name):
+            errors.append(f"trust.root.{name}: a key name is letters, digits, '.', '_' or '-' (at most 64)")
+            continue
+        try:
+            keys[name] = parse_public_key(pub)
+        except ValueError as exc:
+            errors.append(f"trust.root.{name}: {exc}")
+    if len({public_key_b64(k) for k in keys.values()}) < len(keys):
+        errors.append("trust.root: two names hold the same public key; give each root key once")
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= max(len(root), 1):
+        errors.append(f"trust.root_threshold: must be 1 to the number of root keys ({len(root)}), got {threshold!r}")
+    if errors:
+        raise ConfigError(errors)
+    return RootSet(keys, threshold)

@@ -128,3 +128,45 @@ def test_sign_refuses_what_is_not_a_trust_document(tmp_path, capsys):
     (tmp_path / "x.json").write_text('{"type": "schedule"}')
     code, _, err = run(capsys, "trust", "sign", str(tmp_path / "x.json"), "--key", str(key))
     assert code == 1 and 'type: expected "trust"' in err
+
+
+# ---- push ----
+
+def _signed(tmp, passfile, capsys, *roots):
+    run(capsys, "trust", "build", str(tmp / "trust.toml"), "--out", str(tmp / "trust.json"))
+    current = tmp / "trust.json"
+    for i in roots:
+        out = tmp / f"signed-{i}.json"
+        code, _, err = run(capsys, "trust", "sign", str(current), "--key", str(tmp / f"roots/dak-lak-root-{i}.key"),
+                           "--passphrase-file", str(passfile), "--out", str(out))
+        assert code == 0, err
+        current = out
+    return current
+
+
+def test_push_publishes_retained_once_the_roots_meet_the_threshold(ceremony, capsys, broker_factory):
+    from fleet.broker import BrokerOptions, read_retained
+    from loaxa.brokerurl import parse_broker_url
+    tmp, passfile = ceremony
+    broker = broker_factory()
+    signed = _signed(tmp, passfile, capsys, 1, 2)
+    code, out, err = run(capsys, "trust", "push", str(signed), "--roots", str(tmp / "roots/root.json"),
+                         "--broker", broker.url)
+    assert code == 0, err
+    assert "published trust dak-lak version 1 (retained) to loaxa/group/dak-lak/trust" in out
+    options = BrokerOptions(parse_broker_url(broker.url))
+    assert read_retained(options, "loaxa/group/dak-lak/trust") == signed.read_bytes()
+
+
+def test_push_refuses_too_few_root_signatures_and_publishes_nothing(ceremony, capsys, broker_factory):
+    from fleet.broker import BrokerOptions, read_retained
+    from loaxa.brokerurl import parse_broker_url
+    tmp, passfile = ceremony
+    broker = broker_factory()
+    signed = _signed(tmp, passfile, capsys, 1)
+    code, _, err = run(capsys, "trust", "push", str(signed), "--broker", broker.url)
+    assert code == 1 and "signed by 1 distinct" in err and "needs 2" in err
+    code, _, err = run(capsys, "trust", "push", str(signed), "--roots", str(tmp / "roots/root.json"),
+                       "--broker", broker.url)
+    assert code == 1 and "signed by 1 distinct" in err
+    assert read_retained(BrokerOptions(parse_broker_url(broker.url)), "loaxa/group/dak-lak/trust", timeout=2) is None

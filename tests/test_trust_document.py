@@ -270,3 +270,30 @@ def test_bootstrap_with_roots_at_threshold_and_a_legacy_key():
 def test_bootstrap_refusals(signers, root, legacy, expected):
     with pytest.raises(TrustError, match=expected):
         verify(bootstrap(*signers, root=root), legacy={LEGACY.name: LEGACY.public} if legacy else None)
+
+
+# ---- roots from the config and from root.json ----
+
+def test_roots_from_config():
+    from loaxa.errors import ConfigError
+    from scheduler.trust import roots_from_config
+    assert roots_from_config({}, 1) is None and roots_from_config(None) is None
+    roots = roots_from_config({R1.name: R1.pub, R2.name: R2.pub}, 2)
+    assert roots.threshold == 2 and roots.fingerprints() == {R1.pub, R2.pub}
+    with pytest.raises(ConfigError) as info:
+        roots_from_config({R1.name: R1.pub, "bad": "AAAA", "twin": R1.pub}, 5)
+    errors = info.value.errors
+    assert any(e.startswith("trust.root.bad: expected 32 bytes") for e in errors)
+    assert any("same public key" in e for e in errors)
+    assert any(e.startswith("trust.root_threshold: must be 1 to the number of root keys (3)") for e in errors)
+
+
+@pytest.mark.parametrize("block, expected", [
+    ({"keys": {}, "threshold": 1}, "root.keys: expected a non-empty"),
+    ({"keys": {"r": R1.pub}, "threshold": 2}, "root.threshold: must be 1 to"),
+    ({"keys": {"r": R1.pub}}, "expected an object with keys and threshold"),
+    ({"keys": {"r": "xx"}, "threshold": 1}, "root.keys.r: not valid base64"),
+])
+def test_root_set_from_json_refusals(block, expected):
+    with pytest.raises(ValueError, match=expected):
+        RootSet.from_json(block)

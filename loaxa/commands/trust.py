@@ -12,6 +12,10 @@
 - `sign FILE --key ROOT.key` signs a document, or adds a signature to an envelope (each
   holder on their own machine, passing the file along); `--roots root.json` reports how
   many distinct root signatures it now holds against the threshold.
+- `push SIGNED [--roots root.json] [--to ...]` checks the envelope against the roots in
+  force (and, for a rotation, the new root set) before it publishes it retained to the
+  `trust` topic of each target (default: the document's `targets`). Without `--roots`
+  the document must carry its own `root` (a bootstrap), checked at that threshold.
 Heavy imports stay inside the handlers: `loaxa --help` must stay cheap.
 """
 
@@ -78,6 +82,19 @@ def register(subparsers) -> None:
                       help="say how many distinct root signatures the envelope holds against this root set")
     add_passphrase_arguments(sign, new_key=False)
     sign.set_defaults(func=sign_document_cmd)
+
+    from fleet.broker import add_broker_arguments  # light: no paho until a push runs
+    from loaxa.commands._args import target_arg
+    push = commands.add_parser("push", help="check a signed trust document against the roots and publish it",
+                               description="Publish SIGNED retained on the trust topic of each target once "
+                                           "its root signatures meet the threshold.")
+    push.add_argument("file", metavar="SIGNED", help="the signed trust envelope ('-': stdin)")
+    push.add_argument("--roots", type=Path, metavar="ROOT.json",
+                      help="the roots in force on the units (default: the document's own root, a bootstrap)")
+    push.add_argument("--to", action="append", type=target_arg, metavar="unit:ID|group:PATH",
+                      help="publish to this target's trust topic (repeatable; default: the document's targets)")
+    add_broker_arguments(push)
+    push.set_defaults(func=push_document)
 
 
 # ---- init ----
@@ -232,9 +249,41 @@ def sign_or_add(raw: bytes, key, name: str) -> bytes:
     return sign_document(text, key, name)
 
 
+def _root_file(path: Path):
+    from scheduler.trust import RootSet
+    try:
+        return RootSet.from_json(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (OSError, ValueError) as exc:
+        raise TrustCommandError(f"{path}: not a root set: {getattr(exc, 'strerror', None) or exc}") from exc
+
+
+def push_document(args) -> int:
+    from fleet.broker import broker_options, publish
+    from scheduler.envelope import read_envelope
+    from scheduler.targets import target_topic
+    from scheduler.trust import check_root_signatures, parse_trust
+    raw = _read_input(args.file)
+    envelope = read_envelope(raw)
+    doc = parse_trust(envelope.payload)
+    if args.roots is not None:
+        check_root_signatures(envelope, doc, _root_file(args.roots))
+    elif doc.root is None:
+        raise TrustCommandError("give --roots ROOT.json (the roots in force on the units): this document "
+                                "carries no root of its own to be checked against")
+    else:  # a bootstrap: its own root set at threshold (units also need one legacy signature)
+        check_root_signatures(envelope, doc, doc.root)
+    options = broker_options(args)
+    targets = args.to or list(doc.targets)
+    topics = [target_topic(options.topic_prefix, t, "trust") for t in targets]
+    publish(options, [(topic, raw, True) for topic in topics])
+    for topic in topics:
+        print(f"published trust {doc.id} version {doc.version} (retained) to {topic}")
+    return 0
+
+
 def sign_document_cmd(args) -> int:
     from scheduler.envelope import read_envelope
-    from scheduler.trust import RootSet, parse_trust, root_signers
+    from scheduler.trust import parse_trust, root_signers
     raw = _read_input(args.file)
     name, key = load_signing_key(args.key, args)
     signed = sign_or_add(raw, key, name)
@@ -243,11 +292,7 @@ def sign_document_cmd(args) -> int:
     _write_out(args.out, signed + (b"" if signed.endswith(b"\n") else b"\n"))
     line = f"trust {doc.id} version {doc.version}: signed by {', '.join(s.key for s in envelope.signatures)}"
     if args.roots is not None:
-        try:
-            block = json.loads(args.roots.read_text(encoding="utf-8"))
-            roots = RootSet.from_mapping(block["keys"], int(block["threshold"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise TrustCommandError(f"{args.roots}: not a root set: {getattr(exc, 'strerror', None) or exc}") from exc
+        roots = _root_file(args.roots)
         count = len(root_signers(envelope, roots))
         line += f"; {count} of the {roots.threshold} root signatures needed" + (
             " (enough)" if count >= roots.threshold else "")
