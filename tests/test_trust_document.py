@@ -4,6 +4,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from loaxa.errors import DocumentError, TargetError, TrustError, VersionError
 from scheduler.trust import parse_trust, topic_parts, verify_trust, RootSet
@@ -297,3 +298,24 @@ def test_roots_from_config():
 def test_root_set_from_json_refusals(block, expected):
     with pytest.raises(ValueError, match=expected):
         RootSet.from_json(block)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+FIELD_PATHS = [["id"], ["version"], ["targets"], ["issued_at"], ["expires_at"], ["keys"], ["require"], ["root"],
+               ["keys", "lak-editor"], ["keys", "lak-editor", "pub"], ["keys", "lak-editor", "roles"],
+               ["keys", "lak-editor", "scope"], ["keys", "lak-editor", "expires_at"], ["keys", "lak-editor", "slots"],
+               ["require", "schedule"], ["type"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(FIELD_PATHS), JSON)
+def test_any_value_anywhere_is_parsed_or_refused_naming_a_field(path, value):
+    doc = spec_doc()
+    _set(path, value)(doc)
+    try:
+        parse_trust(json.dumps(doc))
+    except DocumentError as exc:
+        message = str(exc)
+        assert "\n" not in message and ":" in message
