@@ -25,7 +25,7 @@ from loaxa.errors import DocumentError, SignatureError
 from scheduler._json import check_size, decode_utf8, describe, encode_utf8, strict_loads
 
 __all__ = ["ALG", "MAX_SIGNATURES", "Envelope", "Signature", "SignatureCheck", "add_signature",
-           "check_signatures", "is_envelope", "open_envelope", "read_envelope", "sign_document"]
+           "check_signatures", "is_envelope", "open_envelope", "read_envelope", "sign_document", "sign_or_add"]
 
 ALG = "ed25519"
 SINGLE_FIELDS = ("payload", "alg", "key", "sig")
@@ -106,6 +106,16 @@ def add_signature(envelope_raw, key, key_name: str) -> bytes:
         held.append(new)
     return _dump({"payload": envelope.payload, "alg": ALG,
                   "sigs": [{"key": s.key, "sig": _sig_text(s.sig)} for s in held]})
+
+
+def sign_or_add(data, key, key_name: str) -> bytes:
+    """`schedule sign` / `trust sign`: a bare document is signed (single form); an
+    envelope gets one more signature (`sigs` form)."""
+    raw = encode_utf8(data, "the file") if isinstance(data, str) else bytes(data)
+    text = decode_utf8(raw, "the file")
+    if is_envelope(strict_loads(text, "the file")):
+        return add_signature(raw, key, key_name)
+    return sign_document(text, key, key_name)
 
 
 def is_envelope(obj) -> bool:

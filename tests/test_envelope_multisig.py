@@ -128,3 +128,13 @@ def test_adding_signatures_one_by_one_verifies_every_one(text, names):
     assert env.payload == payload
     checks = check_signatures(env, {n: k.public for n, k in keys.items()})
     assert [c.key for c in checks] == names and {c.status for c in checks} == {"valid"}
+
+
+def test_sign_or_add_signs_a_bare_document_then_adds():
+    from scheduler.envelope import sign_or_add
+    first = sign_or_add(PAYLOAD, A.private, "a")
+    assert set(json.loads(first)) == {"payload", "alg", "key", "sig"}
+    second = sign_or_add(first, B.private, "b")
+    assert [s.key for s in read_envelope(second).signatures] == ["a", "b"]
+    with pytest.raises(DocumentError, match="not valid JSON"):
+        sign_or_add(b"{", A.private, "a")

@@ -239,16 +239,6 @@ def _write_out(out: Path | None, data: bytes) -> None:
         raise TrustCommandError(f"{out}: cannot write: {exc.strerror or exc}") from exc
 
 
-def sign_or_add(raw: bytes, key, name: str) -> bytes:
-    """An envelope with `name`'s signature: a new one around a bare document, or one more."""
-    from scheduler._json import decode_utf8, strict_loads
-    from scheduler.envelope import add_signature, is_envelope, sign_document
-    text = decode_utf8(raw, "the file")
-    if is_envelope(strict_loads(text, "the file")):
-        return add_signature(raw, key, name)
-    return sign_document(text, key, name)
-
-
 def _root_file(path: Path):
     from scheduler.trust import RootSet
     try:
@@ -282,7 +272,7 @@ def push_document(args) -> int:
 
 
 def sign_document_cmd(args) -> int:
-    from scheduler.envelope import read_envelope
+    from scheduler.envelope import read_envelope, sign_or_add
     from scheduler.trust import parse_trust, root_signers
     raw = _read_input(args.file)
     name, key = load_signing_key(args.key, args)
