@@ -236,7 +236,11 @@ def _places(subject: Subject, context: UnitContext) -> list[tuple[str, str | Non
     places = []
     if subject.topic is not None:
         parts = topic_parts(context.prefix, subject.topic)
-        places.append((f"topic {subject.topic}", parts[0] if parts else None))
+        target, label = (parts[0] if parts else None), f"topic {subject.topic}"
+        if (context.unit_id is None and target and target.startswith("unit:")
+                and context.groups_of(target[len("unit:"):]) is None):  # an operator tool's blind spot
+            label += " (its unit is not in the fleet database)"
+        places.append((label, target))
     for target in subject.targets:
         kind, name = parse_target(target)
         if kind == "group":

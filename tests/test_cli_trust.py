@@ -8,7 +8,7 @@ import pytest
 from loaxa.cli import main
 from scheduler.envelope import read_envelope
 from scheduler.keys import write_keypair
-from scheduler.trust import verify_trust
+from scheduler.trust import parse_trust, verify_trust
 from tests.support.trustkit import GROUPS, UNIT
 
 SOURCE = """\
@@ -170,3 +170,86 @@ def test_push_refuses_too_few_root_signatures_and_publishes_nothing(ceremony, ca
                        "--broker", broker.url)
     assert code == 1 and "signed by 1 distinct" in err
     assert read_retained(BrokerOptions(parse_broker_url(broker.url)), "loaxa/group/dak-lak/trust", timeout=2) is None
+
+
+# ---- keys new and schedule sign with passphrases ----
+
+def test_keys_new_encrypts_with_a_passphrase_file_and_refuses_without_one_off_a_terminal(tmp_path, capsys):
+    passfile = tmp_path / "pass"
+    passfile.write_text("một hai ba\n", encoding="utf-8")
+    code, out, _ = run(capsys, "keys", "new", "--out", str(tmp_path / "k"), "--name", "lak-editor",
+                       "--passphrase-file", str(passfile), "--json")
+    assert code == 0 and json.loads(out)["encrypted"] is True
+    assert (tmp_path / "k" / "lak-editor.key").read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY")
+    code, _, err = run(capsys, "keys", "new", "--out", str(tmp_path / "k2"))
+    assert code == 1 and "--passphrase-file FILE, or --no-passphrase" in err and not (tmp_path / "k2").exists()
+    code, out, _ = run(capsys, "keys", "new", "--out", str(tmp_path / "k3"), "--no-passphrase")
+    assert code == 0 and "NOT encrypted" in out
+
+
+def test_schedule_sign_adds_the_approvers_signature_to_the_editors_envelope(tmp_path, capsys):
+    from scheduler.judge import Authority, UnitContext, judge, schedule_subject
+    from scheduler import parse_schedule
+    from tests.support.trustkit import schedule_doc
+    passfile = tmp_path / "pass"
+    passfile.write_text("pw\n")
+    for name in ("lak-editor", "so-approver"):
+        assert run(capsys, "keys", "new", "--out", str(tmp_path / "k"), "--name", name,
+                   "--passphrase-file", str(passfile))[0] == 0
+    doc = tmp_path / "doc.json"
+    doc.write_text(schedule_doc(doc_id="dak-lak/lak/w48"))
+    code, _, err = run(capsys, "schedule", "sign", str(doc), "--key", str(tmp_path / "k/lak-editor.key"),
+                       "--out", str(tmp_path / "s1.json"))
+    assert code == 1 and "give --passphrase-file FILE" in err
+    assert run(capsys, "schedule", "sign", str(doc), "--key", str(tmp_path / "k/lak-editor.key"), "--passphrase-file",
+               str(passfile), "--out", str(tmp_path / "s1.json"))[0] == 0
+    code, _, err = run(capsys, "schedule", "sign", str(tmp_path / "s1.json"), "--key",
+                       str(tmp_path / "k/so-approver.key"), "--passphrase-file", str(passfile),
+                       "--out", str(tmp_path / "s2.json"))
+    assert code == 0, err
+    raw = (tmp_path / "s2.json").read_bytes()
+    trust = parse_trust(json.dumps({
+        "type": "trust", "id": "dak-lak", "version": 1, "targets": ["group:dak-lak"],
+        "issued_at": "2026-11-26T08:00:00+07:00", "expires_at": "2027-12-31T00:00:00+07:00",
+        "keys": {"lak-editor": {"pub": (tmp_path / "k/lak-editor.pub").read_text().strip(), "roles": ["editor"],
+                                "scope": ["group:dak-lak/lak"]},
+                 "so-approver": {"pub": (tmp_path / "k/so-approver.pub").read_text().strip(), "roles": ["approver"],
+                                 "scope": ["group:dak-lak"]}},
+        "require": {"schedule": ["editor", "approver"]}}))
+    schedule = parse_schedule(read_envelope(raw).payload)
+    topic = "loaxa/group/dak-lak/lak/schedule"
+    verdict = judge(raw, schedule_subject(schedule, topic), Authority.from_trust(trust),
+                    now=datetime(2026, 12, 1, tzinfo=timezone.utc), context=UnitContext(UNIT, GROUPS))
+    assert verdict.ok, verdict.reason()
+    code, _, err = run(capsys, "schedule", "sign", str(tmp_path / "s2.json"), "--key",
+                       str(tmp_path / "k/so-approver.key"), "--passphrase-file", str(passfile))
+    assert code == 1 and "already signed by key 'so-approver'" in err
+
+
+# ---- command send --trust ----
+
+def test_command_send_checks_the_envelope_against_the_trust_document(tmp_path, capsys, broker_factory):
+    key, pub = write_keypair(tmp_path / "k", "so-operator")
+    trust = tmp_path / "trust.json"
+    trust.write_text(json.dumps({
+        "type": "trust", "id": "dak-lak", "version": 3, "targets": ["group:dak-lak"],
+        "issued_at": "2026-11-26T08:00:00+07:00", "expires_at": "2099-12-31T00:00:00+07:00",
+        "keys": {"so-operator": {"pub": pub.read_text().strip(), "roles": ["operator"], "scope": ["group:dak-lak"]}}}))
+    broker = broker_factory()
+    collector = broker.collector("loaxa/#")
+    try:
+        base = ["command", "send", "--key", str(key), "--no-passphrase", "--trust", str(trust), "--broker", broker.url]
+        code, _, err = run(capsys, *base, "--to", "group:dak-lak/lak", "play",
+                           'stream="http://icecast.example.vn/xa"', "duration_s=60")
+        assert code == 1 and "not published" in err and "announce needs approver: missing role approver" in err
+        code, _, err = run(capsys, *base, "--to", "group:dak-lak-2", "set_volume", "volume=40")
+        assert code == 1 and "outside its scope" in err
+        code, _, err = run(capsys, *base, "--to", "unit:dl-lak-x-01", "set_volume", "volume=40")
+        assert code == 1 and "not in the fleet database" in err
+        code, _, err = run(capsys, *base, "--to", "group:dak-lak/lak", "set_volume", "volume=40")
+        assert code == 0, err
+        collector.wait_for(lambda topic, payload: topic == "loaxa/group/dak-lak/lak/cmd")
+        assert len(collector.payloads("loaxa/group/dak-lak/lak/cmd")) == 1
+        assert collector.payloads("loaxa/group/dak-lak-2/cmd") == []
+    finally:
+        collector.close()
