@@ -253,3 +253,30 @@ def test_command_send_checks_the_envelope_against_the_trust_document(tmp_path, c
         assert collector.payloads("loaxa/group/dak-lak-2/cmd") == []
     finally:
         collector.close()
+
+
+def test_schedule_push_says_which_signature_is_missing_before_publishing(tmp_path, capsys, broker_factory):
+    from tests.support.trustkit import schedule_doc
+    editor, editor_pub = write_keypair(tmp_path / "k", "lak-editor")
+    approver, approver_pub = write_keypair(tmp_path / "k", "so-approver")
+    trust = tmp_path / "trust.json"
+    trust.write_text(json.dumps({
+        "type": "trust", "id": "dak-lak", "version": 3, "targets": ["group:dak-lak"],
+        "issued_at": "2026-11-26T08:00:00+07:00", "expires_at": "2099-12-31T00:00:00+07:00",
+        "keys": {"lak-editor": {"pub": editor_pub.read_text().strip(), "roles": ["editor"],
+                                "scope": ["group:dak-lak/lak"]},
+                 "so-approver": {"pub": approver_pub.read_text().strip(), "roles": ["approver"],
+                                 "scope": ["group:dak-lak"]}},
+        "require": {"schedule": ["editor", "approver"]}}))
+    doc = tmp_path / "doc.json"
+    doc.write_text(schedule_doc(doc_id="dak-lak/lak/w48"))
+    broker = broker_factory()
+    push = ["schedule", "push", "--trust", str(trust), "--broker", broker.url]
+    code, _, err = run(capsys, *push, str(doc), "--key", str(editor), "--no-passphrase")
+    assert code == 1 and "missing role approver" in err and "not published" in err
+    assert run(capsys, "schedule", "sign", str(doc), "--key", str(editor), "--out", str(tmp_path / "s1.json"))[0] == 0
+    assert run(capsys, "schedule", "sign", str(tmp_path / "s1.json"), "--key", str(approver),
+               "--out", str(tmp_path / "s2.json"))[0] == 0
+    code, out, err = run(capsys, *push, str(tmp_path / "s2.json"))
+    assert code == 0, err
+    assert "published schedule dak-lak/lak/w48 version 3 (retained) to loaxa/group/dak-lak/lak/schedule" in out

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from fleet import add_broker_arguments, broker_options, publish, read_retained
 from loaxa.commands._args import positive_int, target_arg
 from loaxa.commands._signing import add_passphrase_arguments, load_signing_key
+from loaxa.commands._trustcheck import add_trust_arguments, check_before_publish
 from loaxa.errors import DocumentError, KeyFileError, LoaxaError, Rejected, TargetError
 from loaxa.fsio import atomic_write
 from provisioning.config import SCHEMA as CONFIG_SCHEMA
@@ -89,6 +90,7 @@ def register(subparsers) -> None:
     _register_revoke(commands)
     for signing in ("sign", "push", "revoke"):  # every command that signs unlocks a key the same way
         add_passphrase_arguments(commands.choices[signing], new_key=False)
+    add_trust_arguments(commands.choices["push"])
 
 
 def _register_check(commands) -> None:
@@ -405,6 +407,7 @@ def push(args) -> int:
     schedule = _parse(source)
     envelope = _envelope_for_push(source, args.key, args)
     topics = [target_topic(options.topic_prefix, t) for t in _push_targets(schedule, args.to)]
+    check_before_publish(args, envelope, topics, options.topic_prefix)
     publish(options, [(topic, envelope, True) for topic in topics])
     for topic in topics:
         print(f"published schedule {schedule.id} version {schedule.version} (retained) to {topic}")
