@@ -8,7 +8,6 @@ command before anything is published, with the verdict's line: the missing role,
 outside its scope, the unknown key.
 """
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -101,7 +101,7 @@ def register(subparsers) -> None:
 
 def init_roots(args) -> int:
     from loaxa.commands.keys import _key_name
-    from scheduler.keys import public_key_b64, write_keypair, load_private_key
+    from scheduler.keys import write_keypair
     if args.threshold > args.roots:
         raise TrustCommandError(f"--threshold {args.threshold} is more than --roots {args.roots}")
     names = [f"{args.name}-root-{i}" for i in range(1, args.roots + 1)]
