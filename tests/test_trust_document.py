@@ -319,3 +319,36 @@ def test_any_value_anywhere_is_parsed_or_refused_naming_a_field(path, value):
     except DocumentError as exc:
         message = str(exc)
         assert "\n" not in message and ":" in message
+
+
+# ---- [trust] root, root_threshold, min_version in the unit's config ----
+
+def _config(tmp_path, trust):
+    from provisioning.config import parse_config
+    data = {"unit": {"id": "dl-lak-bongkrang-01", "state_dir": str(tmp_path)},
+            "broker": {"url": "mqtt://127.0.0.1:1"}, "hardware": {"mode": "mock"}, "trust": trust}
+    return parse_config(data, base_dir=tmp_path)
+
+
+def test_config_reads_roots_threshold_and_min_version(tmp_path):
+    from scheduler.trust import roots_from_config
+    cfg = _config(tmp_path, {"root": {R1.name: R1.pub, R2.name: R2.pub}, "root_threshold": 2, "min_version": 4})
+    assert (cfg.trust.root_threshold, cfg.trust.min_version) == (2, 4)
+    assert roots_from_config(cfg.trust.root, cfg.trust.root_threshold).fingerprints() == {R1.pub, R2.pub}
+    plain = _config(tmp_path, {})
+    assert (plain.trust.root, plain.trust.root_threshold, plain.trust.min_version) == ({}, 1, 0)
+
+
+@pytest.mark.parametrize("trust, expected", [
+    ({"root": {"r": R1.pub}, "root_threshold": 2}, "trust.root_threshold: 2 is more than the 1 root keys"),
+    ({"root_threshold": 2}, "trust.root_threshold: given without trust.root"),
+    ({"root": {"r": R1.pub, "s": R1.pub}}, "trust.root: two names hold the same public key"),
+    ({"root": {"r": "AAAA"}}, "trust.root.r: decodes to 3 bytes"),
+    ({"min_version": -1}, "trust.min_version"),
+    ({"root_threshold": 0}, "trust.root_threshold"),
+])
+def test_config_refuses_bad_roots_naming_the_key(tmp_path, trust, expected):
+    from loaxa.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        _config(tmp_path, trust)
+    assert any(expected in e for e in info.value.errors), info.value.errors
