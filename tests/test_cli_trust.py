@@ -280,3 +280,26 @@ def test_schedule_push_says_which_signature_is_missing_before_publishing(tmp_pat
     code, out, err = run(capsys, *push, str(tmp_path / "s2.json"))
     assert code == 0, err
     assert "published schedule dak-lak/lak/w48 version 3 (retained) to loaxa/group/dak-lak/lak/schedule" in out
+
+
+# ---- provisioning a unit with its province's roots ----
+
+def test_provision_writes_the_roots_and_their_threshold(tmp_path, capsys):
+    import tomllib
+    from provisioning.config import load_config
+    from tests.support.trustkit import Key
+    r1, r2 = Key("dak-lak-root-1"), Key("dak-lak-root-2")
+    (tmp_path / "dak-lak-root-2.pub").write_text(r2.pub + "\n")
+    base = ["provision", "--non-interactive", "--unit-id", UNIT, "--group", GROUPS[0], "--broker",
+            "mqtt://127.0.0.1:1883", "--trust-key", f"dak-lak-2026={Key('x').pub}", "--mode", "mock", "--no-selftest"]
+    code, _, err = run(capsys, *base, "--out", str(tmp_path / "u"), "--trust-root", f"{r1.name}={r1.pub}",
+                       "--trust-root", str(tmp_path / "dak-lak-root-2.pub"), "--root-threshold", "2")
+    assert code == 0, err
+    trust = tomllib.loads((tmp_path / "u" / "config.toml").read_text())["trust"]
+    assert trust["root"] == {r1.name: r1.pub, r2.name: r2.pub} and trust["root_threshold"] == 2
+    assert load_config(tmp_path / "u" / "config.toml").trust.root_threshold == 2
+    code, _, err = run(capsys, *base, "--out", str(tmp_path / "v"), "--trust-root", f"{r1.name}={r1.pub}",
+                       "--root-threshold", "3")
+    assert code == 2 and "--root-threshold (trust.root_threshold): 3 is more than the 1 root keys" in err
+    code, _, err = run(capsys, *base, "--out", str(tmp_path / "w"), "--trust-root", "r=AAAA")
+    assert code == 2 and "--trust-root (trust.root.r)" in err
