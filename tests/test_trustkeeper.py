@@ -116,3 +116,11 @@ def test_operator_verdicts_per_topic():
     cmd = envelope(command_doc("set_volume", {"volume": 5}), EDITOR)
     ((_, verdict),) = operator_verdicts(cmd, doc, ["loaxa/group/dak-lak/lak/cmd"], now=NOW)
     assert verdict.missing == (("set_volume", "operator"),)
+
+
+def test_the_collector_leaves_trust_and_release_documents_alone():
+    from fleet.ingest import Batch, Received
+    batch = Batch()
+    for topic in ("loaxa/group/dak-lak/trust", f"loaxa/unit/{UNIT}/trust", "loaxa/group/dak-lak/release"):
+        batch.add(Received(topic, envelope(trust_doc(keys()), R1), True, 1.0))
+    assert batch.bad == [] and batch.messages == 3
