@@ -24,7 +24,9 @@ requirement out of force at once (`revoke`, also run by the first `offer` under 
 high-water mark is recomputed from the documents still held, and its retained copy
 arriving again is refused with `StillRevoked` (for the unit to stay quiet) unless it now
 meets the requirement. The same payload arriving again with other signatures replaces the
-held envelope once it passes.
+held envelope once it passes. Under `Authority.nothing()` (trust was in force and its
+document is lost) every new document is refused and the documents held stay in force,
+unjudged, until a trust document arrives.
 """
 
 import hashlib
@@ -158,6 +160,8 @@ class ScheduleStore:
     def load(self, *, trusted=None, unit_id=None, groups=(), prefix="loaxa", quiet_hours=None,
              unit_tz=None, now=None, clock_trusted=True) -> None:
         """(Re)read the folder; with `trusted`, every stored envelope is verified again."""
+        if isinstance(trusted, Authority) and trusted.lost:
+            trusted = None  # trust lost: keep playing what is stored, on its stored word (module doc)
         context = _Context(trusted, unit_id, tuple(groups), prefix, quiet_hours, unit_tz, now, clock_trusted)
         with self._lock:
             self._versions = self._read_versions()
@@ -260,6 +264,8 @@ class ScheduleStore:
 
     def _recheck(self, context: _Context) -> list[tuple[str, Schedule, str]]:
         """Drop held documents that no longer pass, once per new trust/identity context."""
+        if isinstance(context.trusted, Authority) and context.trusted.lost:
+            return []  # nothing can be judged until the roots send trust again; keep what plays
         fingerprint = context.fingerprint()
         if fingerprint == self._checked:
             return []

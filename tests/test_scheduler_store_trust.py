@@ -114,3 +114,10 @@ def test_a_dropped_key_is_out_after_a_restart_too(store, tmp_path):
 def test_lost_trust_accepts_nothing(store):
     with pytest.raises(SignatureError, match="no trust document in force"):
         store.offer(LAK, envelope(DOC, EDITOR), **ctx(Authority.nothing()))
+
+
+def test_loading_under_lost_trust_keeps_the_stored_documents(store, tmp_path):
+    store.offer(LAK, envelope(DOC, EDITOR), **ctx(authority()))
+    again = ScheduleStore(tmp_path / "schedules", **ctx(Authority.nothing()))
+    assert [s.id for s in again.in_force()] == ["dak-lak/lak/w48"]
+    assert again.revoke(Authority.nothing(), **unit_ctx()) == [] and len(again.in_force()) == 1

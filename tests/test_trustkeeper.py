@@ -124,3 +124,25 @@ def test_the_collector_leaves_trust_and_release_documents_alone():
     for topic in ("loaxa/group/dak-lak/trust", f"loaxa/unit/{UNIT}/trust", "loaxa/group/dak-lak/release"):
         batch.add(Received(topic, envelope(trust_doc(keys()), R1), True, 1.0))
     assert batch.bad == [] and batch.messages == 3
+
+
+def test_a_lost_trust_store_keeps_playing_what_it_has_and_takes_nothing_new(tmp_path, keeper):
+    import shutil
+    keeper.on_trust(TRUST_TOPIC, trust(1, (R1, R2, LEGACY), root=root_set(R1, R2, threshold=2)), now=NOW,
+                    clock_trusted=True)
+    keeper.offer_schedule(LAK, envelope(schedule_doc(), EDITOR), now=NOW, clock_trusted=True)
+    shutil.rmtree(tmp_path / "trust")
+    identity = keeper.identity
+    lost = TrustKeeper(TrustStore(tmp_path / "trust"), ScheduleStore(tmp_path / "schedules"), identity=identity,
+                       legacy={LEGACY.name: LEGACY.public})
+    assert [s.id for s in lost.schedules.in_force()] == ["dak-lak/lak/2026-w48"]
+    assert lost.sweep(now=NOW, clock_trusted=True) == []
+    with pytest.raises(Exception, match="no trust document in force"):
+        lost.offer_schedule(LAK, envelope(schedule_doc(doc_id="dak-lak/lak/new"), EDITOR), now=NOW, clock_trusted=True)
+    assert [s.id for s in lost.schedules.in_force()] == ["dak-lak/lak/2026-w48"]
+    assert not command_verdict(lost, LEGACY).ok and not command_verdict(lost, OPERATOR).ok
+    # the retained trust arrives again: judged once more, and what passes stays
+    events = lost.on_trust(TRUST_TOPIC, trust(1, (R1, R2, LEGACY), root=root_set(R1, R2, threshold=2)), now=NOW,
+                           clock_trusted=True)
+    assert [e.kind for e in events] == ["trust.accepted"]
+    assert [s.id for s in lost.schedules.in_force()] == ["dak-lak/lak/2026-w48"]
