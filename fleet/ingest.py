@@ -120,8 +120,8 @@ class Batch:
         rest = msg.topic[len(head):]
         which, _, rest = rest.partition("/")
         name, _, kind = rest.rpartition("/")
-        if kind == "cmd":
-            return  # commands for units: not ours to keep
+        if kind in ("cmd", "trust", "release"):
+            return  # commands, trust documents and releases for units: not ours to keep
         if kind == "schedule" and which in ("unit", "group"):
             return self._schedule(msg)
         if which != "unit" or kind not in UNIT_KINDS:

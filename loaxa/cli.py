@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "loaxa.commands.status",
     "loaxa.commands.provision",
     "loaxa.commands.selftest",
+    "loaxa.commands.trust",
 ]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -43,6 +43,10 @@ class SignatureError(Rejected):
     """Bad or missing signature, malformed envelope, untrusted key."""
 
 
+class TrustError(Rejected):
+    """A trust document was refused: too few root signatures, an old version, expired."""
+
+
 class TargetError(Rejected):
     """The document does not name this unit, or arrived on a foreign topic."""
 

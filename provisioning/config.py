@@ -60,7 +60,7 @@ import os
 import re
 import tomllib
 import zoneinfo
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -112,6 +112,11 @@ class BrokerConfig:
 @dataclass(frozen=True)
 class TrustConfig:
     keys: dict[str, str]
+    # Roots (SPEC "Trust"): offline keys that sign trust documents, at root_threshold;
+    # trust documents below min_version are refused. scheduler.trust.roots_from_config.
+    root: dict[str, str] = field(default_factory=dict)
+    root_threshold: int = 1
+    min_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -484,6 +489,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "trust": {
         "keys": Key(_public_keys, {}),
+        "root": Key(_public_keys, {}),
+        "root_threshold": Key(_integer(1, 8), 1),
+        "min_version": Key(_integer(0, 2**63 - 1), 0),
     },
     "hardware": {
         "mode": Key(_choice("pi", "mock"), DERIVED),
@@ -621,6 +629,7 @@ def _build(data, base_dir: Path, label: str, source: Path | None, environ) -> Co
     _check_files(reading)
     _check_pin_roles(reading)
     _check_active_low(reading)
+    _check_roots(reading)
     if reading.errors:
         raise ConfigError(reading.errors, label)
     return _make_config(reading.values, source)
@@ -745,6 +754,20 @@ def _check_active_low(reading: _Reading) -> None:
             reading.error(key, f"no role {entry!r}{hint}")
         elif isinstance(entry, int) and entry not in pins:
             reading.error(key, f"pin {entry} has no role in [gpio]")
+
+
+def _check_roots(reading: _Reading) -> None:
+    """A root threshold the roots can meet, and each root key once (distinct by public key)."""
+    trust = reading.values["trust"]
+    root, threshold = trust.get("root", {}), trust.get("root_threshold", 1)
+    if "trust.root" in reading.invalid or "trust.root_threshold" in reading.invalid:
+        return
+    if root and threshold > len(root):
+        reading.error("trust.root_threshold", f"{threshold} is more than the {len(root)} root keys in trust.root")
+    elif not root and threshold != 1:
+        reading.error("trust.root_threshold", "given without trust.root")
+    if len(set(root.values())) < len(root):
+        reading.error("trust.root", "two names hold the same public key; give each root key once")
 
 
 def _make_config(values: dict, source: Path | None) -> Config:

@@ -39,6 +39,8 @@ class UnitPlan:
     mode: str                               # "pi" or "mock"
     out_dir: Path
     trust_keys: dict[str, str] = field(default_factory=dict)
+    trust_roots: dict[str, str] = field(default_factory=dict)  # [trust].root: offline root keys
+    root_threshold: int = 1
     username: str | None = None             # default: the unit id
     password: str | None = None             # typed by the technician: goes into OUT/broker.pass
     password_file: Path | None = None       # an existing file holding the password
@@ -82,6 +84,14 @@ class Written:
     password_origin: str   # "generated", "given", "file", "kept"
 
 
+def _roots(plan: UnitPlan) -> dict:
+    """`root` and `root_threshold` when given (a threshold without roots is left for the check)."""
+    out = {"root": dict(plan.trust_roots)} if plan.trust_roots else {}
+    if plan.trust_roots or plan.root_threshold != 1:
+        out["root_threshold"] = plan.root_threshold
+    return out
+
+
 def config_tables(plan: UnitPlan) -> dict:
     """The config in TOML's shape: what the technician chose, the pin map in full."""
     broker = {"url": plan.broker_url, "username": plan.effective_username,
@@ -93,7 +103,7 @@ def config_tables(plan: UnitPlan) -> dict:
                  "state_dir": str(plan.effective_state_dir),
                  "quiet_hours": SCHEMA["unit"]["quiet_hours"].default},
         "broker": broker,
-        "trust": {"keys": dict(plan.trust_keys)},
+        "trust": {"keys": dict(plan.trust_keys), **_roots(plan)},
         "hardware": {"mode": plan.mode},
         "amplifier": _without_none({"port": plan.amplifier_port}),
         "gps": _without_none({"port": plan.gps_port}),

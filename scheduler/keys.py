@@ -2,6 +2,16 @@
 
 A key's name is its file's stem (`dak-lak-2026.key` is "dak-lak-2026"); it goes
 into the envelope's `key` field and is the name under a unit's `[trust].keys`.
+
+Private keys at rest (docs/design.md, "Trust model"): with a passphrase, the `.key`
+file is a standard PKCS#8 `ENCRYPTED PRIVATE KEY` PEM, PBES2 with the scrypt KDF
+(RFC 7914 section 7; N=2^14, r=8, p=8, a 16-byte salt) and AES-256-CBC. cryptography
+writes PKCS#8 only with PBKDF2 at 2,048 iterations (BestAvailableEncryption), far too
+few, so the DER is assembled here from cryptography's Scrypt and AES; reading goes
+through cryptography's own loader, and `openssl pkey` reads the file too. N stays at
+2^14 (16 MiB) because OpenSSL refuses scrypt above 32 MiB when loading; p=8 buys the
+cost instead (OWASP's floor for N=2^14, r=8 is p=5). Without a passphrase the file is
+the plain PKCS#8 PEM it always was (demo, tests, `--no-passphrase`).
 """
 
 import base64
@@ -10,7 +20,9 @@ import os
 import re
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import padding, serialization
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from loaxa.errors import ConfigError, KeyFileError
@@ -36,9 +48,88 @@ def public_key_b64(key) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _private_pem(key: Ed25519PrivateKey) -> bytes:
+def _private_pem(key: Ed25519PrivateKey, passphrase: bytes | None = None, kdf=None) -> bytes:
+    if passphrase is not None:
+        return encrypted_private_pem(key, passphrase, kdf=kdf or SCRYPT_COST)
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+
+
+# ---- PKCS#8 EncryptedPrivateKeyInfo with PBES2 + scrypt + AES-256-CBC (RFC 5958, 8018, 7914) ----
+
+SCRYPT_COST = (2**14, 8, 8)  # (N, r, p): see the module doc
+SALT_BYTES = 16
+OID_PBES2 = "1.2.840.113549.1.5.13"
+OID_SCRYPT = "1.3.6.1.4.1.11591.4.11"
+OID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def _der_int(value: int) -> bytes:
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _der_oid(dotted: str) -> bytes:
+    first, second, *rest = (int(part) for part in dotted.split("."))
+    body = bytearray([40 * first + second])
+    for arc in rest:
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.append(0x80 | (arc & 0x7F))
+        body.extend(reversed(chunk))
+    return _der(0x06, bytes(body))
+
+
+def _der_seq(*parts: bytes) -> bytes:
+    return _der(0x30, b"".join(parts))
+
+
+def encrypted_private_pem(key: Ed25519PrivateKey, passphrase: bytes, *, kdf=SCRYPT_COST) -> bytes:
+    """The key as an `ENCRYPTED PRIVATE KEY` PEM (PBES2: scrypt, AES-256-CBC)."""
+    if not passphrase:
+        raise KeyFileError("an empty passphrase protects nothing; give one, or choose no passphrase")
+    n, r, p = kdf
+    salt, iv = os.urandom(SALT_BYTES), os.urandom(16)
+    secret = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase)
+    plain = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plain) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(secret), modes.CBC(iv)).encryptor()
+    sealed = encryptor.update(padded) + encryptor.finalize()
+    scheme = _der_seq(_der_oid(OID_PBES2), _der_seq(
+        _der_seq(_der_oid(OID_SCRYPT), _der_seq(_der(0x04, salt), _der_int(n), _der_int(r), _der_int(p))),
+        _der_seq(_der_oid(OID_AES256_CBC), _der(0x04, iv))))
+    der = _der_seq(scheme, _der(0x04, sealed))
+    text = base64.encodebytes(der).decode("ascii").replace("\n", "")
+    lines = [text[i:i + 64] for i in range(0, len(text), 64)]
+    return ("-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + "\n".join(lines)
+            + "\n-----END ENCRYPTED PRIVATE KEY-----\n").encode("ascii")
+
+
+def is_encrypted_key_file(data: bytes) -> bool:
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
+
+
+def read_passphrase_file(path) -> bytes:
+    """A passphrase from a file: its first line, without the line end."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the passphrase file: {exc.strerror or exc}") from exc
+    line = data.split(b"\n", 1)[0].rstrip(b"\r")
+    if not line:
+        raise KeyFileError(f"{path}: the passphrase file's first line is empty")
+    return line
 
 
 def _write_new_secret(path: Path, data: bytes) -> None:
@@ -69,8 +160,9 @@ def _make_folder(folder: Path) -> None:
         raise KeyFileError(f"cannot make the folder {folder}: {exc.strerror or exc}") from exc
 
 
-def write_keypair(out_dir, name: str) -> tuple[Path, Path]:
-    """Write NAME.key (PKCS#8 PEM, 0600) and NAME.pub into out_dir; never overwrite either."""
+def write_keypair(out_dir, name: str, passphrase: bytes | None = None, *, kdf=None) -> tuple[Path, Path]:
+    """Write NAME.key (PKCS#8 PEM, 0600; encrypted under `passphrase` when given) and NAME.pub
+    into out_dir; never overwrite either."""
     if not is_valid_key_name(name):
         raise KeyFileError(f"key name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
     out_dir = Path(out_dir)
@@ -79,7 +171,7 @@ def write_keypair(out_dir, name: str) -> tuple[Path, Path]:
     _make_folder(out_dir)
     key = generate_key()
     try:
-        _write_new_secret(key_path, _private_pem(key))
+        _write_new_secret(key_path, _private_pem(key, passphrase, kdf))
     except FileExistsError as exc:  # made by someone else since the check above
         raise KeyFileError(f"{key_path} already exists; not overwriting a key") from exc
     except OSError as exc:
@@ -92,8 +184,10 @@ def write_keypair(out_dir, name: str) -> tuple[Path, Path]:
     return key_path, pub_path
 
 
-def load_private_key(path) -> tuple[str, Ed25519PrivateKey]:
-    """Read an operator's private key; its name is the file's stem."""
+def load_private_key(path, passphrase: bytes | None = None) -> tuple[str, Ed25519PrivateKey]:
+    """Read an operator's private key; its name is the file's stem.
+
+    An encrypted key needs `passphrase`; a plain key loads whether one is given or not."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -101,11 +195,20 @@ def load_private_key(path) -> tuple[str, Ed25519PrivateKey]:
         raise KeyFileError(f"{path}: cannot read key file: {exc.strerror or exc}") from exc
     if b"PRIVATE KEY" not in data and _looks_like_public_key(data):
         raise KeyFileError(f"{path}: this is a public key; sign with the .key file")
+    encrypted = is_encrypted_key_file(data)
+    if encrypted and passphrase is None:
+        raise KeyFileError(f"{path}: the key is password-protected (encrypted); give its passphrase "
+                           "(at the terminal prompt or with --passphrase-file)")
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        key = serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
     except TypeError as exc:  # cryptography says TypeError for a password-protected key
-        raise KeyFileError(f"{path}: the key is password-protected; loaxa needs an unencrypted key") from exc
-    except (ValueError, binascii.Error) as exc:
+        raise KeyFileError(f"{path}: the key is password-protected (encrypted); give its passphrase "
+                           "(at the terminal prompt or with --passphrase-file)") from exc
+    except ValueError as exc:
+        if encrypted and "password" in str(exc).lower():
+            raise KeyFileError(f"{path}: wrong passphrase for this key") from exc
+        raise KeyFileError(f"{path}: not a PEM private key") from exc
+    except binascii.Error as exc:
         raise KeyFileError(f"{path}: not a PEM private key") from exc
     except Exception as exc:  # noqa: BLE001 - cryptography raises backend-specific errors too
         raise KeyFileError(f"{path}: not a usable private key") from exc

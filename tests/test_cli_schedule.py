@@ -77,7 +77,7 @@ def test_every_command_has_help(tmp_path, command):
 # ---- keys ----
 
 def test_keys_new_writes_a_pair_and_prints_the_trust_line(tmp_path):
-    result = loaxa("keys", "new", "--out", "k", cwd=tmp_path)
+    result = loaxa("keys", "new", "--out", "k", "--no-passphrase", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     key, pub = tmp_path / "k" / "operator.key", tmp_path / "k" / "operator.pub"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -89,7 +89,7 @@ def test_keys_new_writes_a_pair_and_prints_the_trust_line(tmp_path):
 def test_keys_new_refuses_to_overwrite(tmp_path, keys):
     key = keys[0]
     before = key.read_bytes()
-    result = loaxa("keys", "new", "--out", key.parent, "--name", "dak-lak-2026", cwd=tmp_path)
+    result = loaxa("keys", "new", "--out", key.parent, "--name", "dak-lak-2026", "--no-passphrase", cwd=tmp_path)
     assert_one_line_failure(result, "already exists")
     assert key.read_bytes() == before
 
@@ -221,7 +221,7 @@ def test_sign_refuses_an_envelope_and_a_bad_key(tmp_path, doc_file, keys):
     key, pub, _ = keys
     signed = tmp_path / "signed.json"
     loaxa("schedule", "sign", doc_file, "--key", key, "--out", signed, cwd=tmp_path)
-    assert_one_line_failure(loaxa("schedule", "sign", signed, "--key", key, cwd=tmp_path), "already a signed envelope")
+    assert_one_line_failure(loaxa("schedule", "sign", signed, "--key", key, cwd=tmp_path), "already signed by key")
     assert_one_line_failure(loaxa("schedule", "sign", doc_file, "--key", pub, cwd=tmp_path), "this is a public key")
 
 

@@ -81,14 +81,14 @@ def test_acl_lines_follow_spec():
     reads = [line.split()[2] for line in lines if line.startswith("topic read ")]
     assert writes == [f"loaxa/unit/{UNIT}/{kind}" for kind in ("state", "health", "playlog", "event", "reply")]
     owners = [f"unit/{UNIT}", f"group/{GROUP}", "group/dak-lak/lak", "group/dak-lak", "group/dak-lak/doi-tin-1"]
-    assert reads == [f"loaxa/{owner}/{kind}" for owner in owners for kind in ("schedule", "cmd")]
+    assert reads == [f"loaxa/{owner}/{kind}" for owner in owners for kind in ("schedule", "cmd", "trust", "release")]
     assert len(lines) == 2 + len(writes) + len(reads)
     assert not any("+" in line or "#" in line.split(" ", 1)[-1] for line in lines[1:])
 
 
 def test_acl_honours_the_topic_prefix():
     assert report_topics("prov/daklak", UNIT)[0] == f"prov/daklak/unit/{UNIT}/state"
-    assert listen_topics("prov/daklak", UNIT, ["a/b"])[-1] == "prov/daklak/group/a/cmd"
+    assert listen_topics("prov/daklak", UNIT, ["a/b"])[-1] == "prov/daklak/group/a/release"
     assert all(" prov/daklak/" in line for line in acl_lines(UNIT, ["a/b"], "prov/daklak")[2:])
 
 

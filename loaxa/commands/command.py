@@ -23,7 +23,9 @@ from datetime import datetime, timezone
 from fleet import add_broker_arguments, broker_options, publish, publish_and_listen
 from loaxa.commands._args import target_arg
 from loaxa.errors import DocumentError
-from scheduler import ACTIONS, build_command, load_private_key, parse_target, sign_document, target_topic
+from loaxa.commands._signing import add_passphrase_arguments, load_signing_key
+from loaxa.commands._trustcheck import add_trust_arguments, check_before_publish
+from scheduler import ACTIONS, build_command, parse_target, sign_document, target_topic
 
 LIST_ARGS = ("media", "zones")
 DEFAULT_TTL_S = 300
@@ -88,6 +90,8 @@ def register(subparsers) -> None:
                    help="wait this long for replies and print them")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_broker_arguments(p)
+    add_passphrase_arguments(p, new_key=False)
+    add_trust_arguments(p)
     p.set_defaults(func=send)
 
 
@@ -157,9 +161,10 @@ def send(args) -> int:
     now = datetime.now(timezone.utc).astimezone()
     text = build_command(args.action, command_args, args.to, now=now, ttl_s=args.ttl, command_id=args.command_id)
     doc = json.loads(text)
-    name, key = load_private_key(args.key)
+    name, key = load_signing_key(args.key, args)
     envelope = sign_document(text, key, name)
     topic = target_topic(options.topic_prefix, args.to, kind="cmd")
+    check_before_publish(args, envelope, [topic], options.topic_prefix, now=now)
     replies = None
     if args.wait:
         single = parse_target(args.to)[0] == "unit"

@@ -4,7 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
-from scheduler import is_valid_key_name, load_private_key, public_key_b64, write_keypair
+from loaxa.commands._signing import add_passphrase_arguments, new_key_passphrase
+from scheduler import is_valid_key_name, write_keypair
 
 DEFAULT_KEY_NAME = "operator"
 
@@ -24,26 +25,31 @@ def register(subparsers) -> None:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     new = commands.add_parser(
         "new", help="make a new key pair",
-        description="Write DIR/NAME.key (the private key, PKCS#8 PEM, mode 0600: keep it secret) and "
-                    "DIR/NAME.pub (one line: the base64 public key, for units' [trust].keys). "
-                    "Never overwrites an existing key.")
+        description="Write DIR/NAME.key (the private key, PKCS#8 PEM, mode 0600, encrypted under a "
+                    "passphrase asked on the terminal or read from --passphrase-file; unencrypted only "
+                    "with --no-passphrase) and DIR/NAME.pub (one line: the base64 public key, for units' "
+                    "[trust].keys or a trust document). Never overwrites an existing key.")
     new.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the two files")
     new.add_argument("--name", type=_key_name, default=DEFAULT_KEY_NAME,
                      help=f"the key's name, also its file stem and its name in [trust].keys "
                           f"(default {DEFAULT_KEY_NAME})")
     new.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_passphrase_arguments(new, new_key=True)
     new.set_defaults(func=new_key)
 
 
 def new_key(args) -> int:
-    key_path, pub_path = write_keypair(args.out, args.name)
-    name, key = load_private_key(key_path)
-    public = public_key_b64(key)
+    if (args.out / f"{args.name}.key").exists():  # before asking for a passphrase in vain
+        write_keypair(args.out, args.name)  # raises "already exists"
+    passphrase = new_key_passphrase(args, args.name)
+    key_path, pub_path = write_keypair(args.out, args.name, passphrase)
+    name, public = key_path.stem, pub_path.read_text(encoding="ascii").strip()
     if args.json:
         print(json.dumps({"name": name, "key": str(key_path.resolve()), "pub": str(pub_path.resolve()),
-                          "public_key": public}))
+                          "public_key": public, "encrypted": passphrase is not None}))
         return 0
-    print(f"private key: {key_path.resolve()}  (keep it secret; sign with it)")
+    protection = "encrypted with your passphrase" if passphrase is not None else "NOT encrypted"
+    print(f"private key: {key_path.resolve()}  ({protection}; keep it secret; sign with it)")
     print(f"public key:  {pub_path.resolve()}")
     print("for each unit's config.toml:")
     print("[trust]")

@@ -24,7 +24,8 @@ REQUIRED_FLAGS = (("unit_id", "--unit-id"), ("groups", "--group"), ("broker", "-
                   ("trust_keys", "--trust-key"), ("mode", "--mode"), ("out", "--out"))
 # Which flag gave which config key, so a bad value names the flag the technician typed.
 FLAG_OF_KEY = {"unit.id": "--unit-id", "unit.groups": "--group", "broker.url": "--broker",
-               "trust.keys": "--trust-key", "hardware.mode": "--mode", "unit.timezone": "--timezone",
+               "trust.keys": "--trust-key", "trust.root": "--trust-root", "trust.root_threshold": "--root-threshold",
+               "hardware.mode": "--mode", "unit.timezone": "--timezone",
                "broker.topic_prefix": "--topic-prefix", "broker.username": "--username",
                "broker.ca_file": "--ca-file", "broker.password_file": "--password-file",
                "amplifier.port": "--amp-port", "gps.port": "--gps-port", "modem.port": "--modem-port"}
@@ -57,6 +58,11 @@ def register(subparsers) -> None:
     unit.add_argument("--trust-key", dest="trust_keys", action="append", metavar="NAME=PUB",
                       help="a trusted operator key: NAME=base64 public key, or the path of NAME.pub; "
                            "repeat for more")
+    unit.add_argument("--trust-root", dest="trust_roots", action="append", metavar="NAME=PUB",
+                      help="a root key of the province (signs trust documents only): NAME=base64 public "
+                           "key, or the path of NAME.pub; repeat for each root")
+    unit.add_argument("--root-threshold", type=int, default=1, metavar="K",
+                      help="how many distinct root keys must sign a trust document (default 1)")
     unit.add_argument("--mode", choices=("mock", "pi"), help="hardware mode (default: pi on a Raspberry Pi)")
     unit.add_argument("--out", metavar="DIR", help="folder for the files written (interactive default: "
                                                    "/etc/loaxa in pi mode)")
@@ -108,8 +114,10 @@ def plan_from_flags(args) -> UnitPlan | int:
     if missing:
         return usage(_("--non-interactive needs {flags}").format(flags=", ".join(missing)))
     keys, problems = trust_keys(args.trust_keys)
+    roots, root_problems = trust_keys(args.trust_roots, "--trust-root")
+    problems += root_problems
     plan = base_plan(args, args.mode)
-    plan.trust_keys = keys
+    plan.trust_keys, plan.trust_roots, plan.root_threshold = keys, roots, args.root_threshold
     problems += [_flagged(problem) for problem in check_plan(plan)]
     problems += port_problems(plan)
     if problems:
@@ -131,8 +139,8 @@ def _absolute(path: str | None) -> Path | None:
     return Path(path).expanduser().absolute() if path else None
 
 
-def trust_keys(texts) -> tuple[dict[str, str], list[str]]:
-    """The --trust-key values as {name: key}, and a problem line for each bad one."""
+def trust_keys(texts, flag: str = "--trust-key") -> tuple[dict[str, str], list[str]]:
+    """The --trust-key (or --trust-root) values as {name: key}, and a problem line for each bad one."""
     from provisioning.wizard import parse_trust_key
 
     keys, problems = {}, []
@@ -141,7 +149,7 @@ def trust_keys(texts) -> tuple[dict[str, str], list[str]]:
             name, key = parse_trust_key(text)
             keys[name] = key
         except ValueError as exc:
-            problems.append(f"--trust-key: {exc}")
+            problems.append(f"{flag}: {exc}")
     return keys, problems
 
 
@@ -172,10 +180,11 @@ def ask(args) -> UnitPlan | int:
     from provisioning.wizard import Console, Wizard
 
     keys, problems = trust_keys(args.trust_keys)
-    if problems:
-        return usage(*problems)
+    roots, root_problems = trust_keys(args.trust_roots, "--trust-root")
+    if problems or root_problems:
+        return usage(*problems, *root_problems)
     plan = base_plan(args, args.mode or detect_hardware_mode())
-    plan.trust_keys = keys
+    plan.trust_keys, plan.trust_roots, plan.root_threshold = keys, roots, args.root_threshold
     return Wizard(Console(), plan, out_given=bool(args.out)).run()
 
 

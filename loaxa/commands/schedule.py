@@ -19,13 +19,16 @@ from zoneinfo import ZoneInfo
 
 from fleet import add_broker_arguments, broker_options, publish, read_retained
 from loaxa.commands._args import positive_int, target_arg
+from loaxa.commands._signing import add_passphrase_arguments, load_signing_key
+from loaxa.commands._trustcheck import add_trust_arguments, check_before_publish
 from loaxa.errors import DocumentError, KeyFileError, LoaxaError, Rejected, TargetError
 from loaxa.fsio import atomic_write
 from provisioning.config import SCHEMA as CONFIG_SCHEMA
-from scheduler import (DAY_NAMES, is_envelope, load_private_key, occurrences, open_envelope,
+from scheduler import (DAY_NAMES, is_envelope, occurrences, open_envelope,
                        parse_public_key, parse_quiet_hours, parse_schedule,
                        quiet_hours_conflicts, read_envelope, sign_document, target_topic)
 from scheduler._json import decode_utf8, strict_loads
+from scheduler.envelope import add_signature
 
 OVERLAP_S = 60
 DEFAULT_DAYS = 7
@@ -85,6 +88,9 @@ def register(subparsers) -> None:
     _register_sign(commands)
     _register_push(commands)
     _register_revoke(commands)
+    for signing in ("sign", "push", "revoke"):  # every command that signs unlocks a key the same way
+        add_passphrase_arguments(commands.choices[signing], new_key=False)
+    add_trust_arguments(commands.choices["push"])
 
 
 def _register_check(commands) -> None:
@@ -112,10 +118,12 @@ def _register_check(commands) -> None:
 
 def _register_sign(commands) -> None:
     p = commands.add_parser(
-        "sign", help="sign a schedule document",
-        description="Validate FILE, then sign its text exactly as it is with KEY. The signed "
-                    "envelope goes to --out (written atomically) or to standard output.")
-    p.add_argument("file", metavar="FILE", help="the unsigned schedule document ('-': stdin)")
+        "sign", help="sign a schedule document, or add a signature to its envelope",
+        description="Validate FILE, then sign its text exactly as it is with KEY; FILE already "
+                    "signed (an envelope) gets KEY's signature beside the others (an approver "
+                    "signing an editor's envelope). The signed envelope goes to --out (written "
+                    "atomically) or to standard output.")
+    p.add_argument("file", metavar="FILE", help="the schedule document or its envelope ('-': stdin)")
     p.add_argument("--key", required=True, metavar="KEY.key", help="the operator's private key")
     p.add_argument("--out", metavar="SIGNED", help="write the envelope here instead of standard output")
     p.set_defaults(func=sign)
@@ -345,18 +353,20 @@ def check(args) -> int:
 
 # ---- sign ----
 
-def _require_unsigned(source: Input) -> None:
-    if source.envelope is not None:
-        raise DocumentError(f"{source.name}: already a signed envelope (key {source.key_name!r}); "
-                            "sign the unsigned document")
+def _signed_envelope(source: Input, key, name: str) -> bytes:
+    """A new envelope around an unsigned document, or one more signature on an envelope."""
+    if source.envelope is None:
+        return sign_document(source.text, key, name)
+    if any(s.key == name for s in read_envelope(source.envelope).signatures):
+        raise DocumentError(f"{source.name}: already signed by key {name!r}; nothing to add")
+    return add_signature(source.envelope, key, name)
 
 
 def sign(args) -> int:
     source = read_input(args.file)
-    _require_unsigned(source)
     schedule = _parse(source)
-    name, key = load_private_key(args.key)
-    envelope = sign_document(source.text, key, name) + b"\n"
+    name, key = load_signing_key(args.key, args)
+    envelope = _signed_envelope(source, key, name) + b"\n"
     if args.out is None:
         sys.stdout.buffer.write(envelope)
         sys.stdout.buffer.flush()
@@ -371,12 +381,12 @@ def sign(args) -> int:
 
 # ---- push ----
 
-def _envelope_for_push(source: Input, key_path) -> bytes:
+def _envelope_for_push(source: Input, key_path, args=None) -> bytes:
     if source.envelope is not None:
         return source.envelope  # sent byte for byte as it was signed
     if not key_path:
         raise KeyFileError(f"{source.name} is not signed: give --key KEY.key to sign it")
-    name, key = load_private_key(key_path)
+    name, key = load_signing_key(key_path, args)
     return sign_document(source.text, key, name)
 
 
@@ -395,8 +405,9 @@ def push(args) -> int:
     options = broker_options(args)
     source = read_input(args.file)
     schedule = _parse(source)
-    envelope = _envelope_for_push(source, args.key)
+    envelope = _envelope_for_push(source, args.key, args)
     topics = [target_topic(options.topic_prefix, t) for t in _push_targets(schedule, args.to)]
+    check_before_publish(args, envelope, topics, options.topic_prefix)
     publish(options, [(topic, envelope, True) for topic in topics])
     for topic in topics:
         print(f"published schedule {schedule.id} version {schedule.version} (retained) to {topic}")
@@ -454,7 +465,7 @@ def revoke(args) -> int:
     options = broker_options(args)
     targets = list(dict.fromkeys(args.to))
     _revocation(args.id, args.version or 1, targets, DEFAULT_REVOKE_TIMEZONE)  # a bad ID fails before the network
-    name, key = load_private_key(args.key)
+    name, key = load_signing_key(args.key, args)
     topics = [target_topic(options.topic_prefix, t) for t in targets]
     if args.version:
         version, tz_name = args.version, DEFAULT_REVOKE_TIMEZONE
