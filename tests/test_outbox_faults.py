@@ -390,7 +390,7 @@ def test_a_unit_over_its_budget_drops_events_first_and_says_how_many(tmp_path, b
     watch = broker.collector(f"{topic}/event", f"{topic}/playlog")
     unit = UnitProcess(config)
     try:
-        _, payload = watch.wait_for(lambda t, p: json.loads(p).get("kind") == "outbox.dropped", 30)
+        _, payload = watch.wait_for(lambda t, p: json.loads(p).get("kind") == "outbox.dropped", 90)
         dropped = json.loads(payload)["counts"]
         assert set(dropped) == {"event"} and 1_000 < dropped["event"] < 4_000
         wait_until(lambda: len(watch.payloads(f"{topic}/playlog")) >= 100, 20, what="every playlog kept")
