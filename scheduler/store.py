@@ -47,7 +47,7 @@ from scheduler.keys import public_key_b64
 from scheduler.targets import check_targets
 from scheduler.triggers import check_quiet_hours
 
-__all__ = ["Offer", "ScheduleStore", "StillRevoked", "StorageError"]
+__all__ = ["Offer", "ScheduleStore", "StillRevoked", "StorageError", "known_signature"]
 
 log = logging.getLogger("loaxa.scheduler.store")
 
@@ -105,7 +105,7 @@ def topic_file_name(topic: str) -> str:
     return hashlib.sha256(topic.encode("utf-8", "surrogatepass")).hexdigest()[:32] + ".json"
 
 
-def _known_signature(raw: bytes, authority: Authority):
+def known_signature(raw: bytes, authority: Authority):
     """The cheap check before parsing: one valid signature by a key the authority knows."""
     envelope = read_envelope(raw)
     checks = check_signatures(envelope, authority.ring())
@@ -128,7 +128,7 @@ def _verify(topic: str, raw: bytes, context: _Context) -> Schedule:
     if context.trusted is None:
         payload = read_envelope(raw).payload  # loading on the stored word: see the module doc
     elif authority is not None:
-        envelope = _known_signature(raw, authority)
+        envelope = known_signature(raw, authority)
         payload = envelope.payload
     else:
         payload, _ = open_envelope(raw, context.trusted)

@@ -36,6 +36,7 @@ class Event:
     kind: str
     detail: str
     fields: dict = field(default_factory=dict)
+    left: tuple = ()  # trust.revoked: ((schedule id, version), ...) that left force, for the player
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "detail": self.detail, **self.fields}
@@ -102,7 +103,8 @@ class TrustKeeper:
         why = "; ".join(f"{schedule.id} version {schedule.version} on {topic}: {reason}"
                         for topic, schedule, reason in left)
         return [Event("trust.revoked", f"left force {when}: {why}",
-                      {"schedules": ids, "version": self.trust.version})]
+                      {"schedules": ids, "version": self.trust.version},
+                      tuple((schedule.id, schedule.version) for _, schedule, _ in left))]
 
     def faults(self, now: datetime, clock_trusted: bool) -> list[str]:
         return self.trust.faults(now, clock_trusted)
