@@ -522,10 +522,11 @@ class Unit:
         self.planner.clock_stepped()
 
     def _trust_context(self) -> dict:
-        """What decides whether a signed schedule is for this unit and may be trusted."""
-        return dict(trusted=self.trusted, unit_id=self.cfg.unit.id, groups=self.cfg.unit.groups,
-                    prefix=self.cfg.broker.topic_prefix, quiet_hours=self.cfg.unit.quiet_hours,
-                    unit_tz=self.tz)
+        """What the stored schedules are checked against at start: the trust in force."""
+        return dict(trusted=self.trust_store.authority(self.trusted), unit_id=self.cfg.unit.id,
+                    groups=self.cfg.unit.groups, prefix=self.cfg.broker.topic_prefix,
+                    quiet_hours=self.cfg.unit.quiet_hours, unit_tz=self.tz, now=self.clock.now(),
+                    clock_trusted=self.clockwatch.trusted)
 
     def want_media(self) -> None:
         """Every document in force, always: the sync may evict what is not named."""
