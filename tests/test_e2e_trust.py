@@ -329,6 +329,7 @@ def test_legacy_unit_bootstraps_rotates_roots_and_never_falls_back(site_factory)
     assert site.command("ping", {}, legacy)["ok"]
 
     keys = {OPERATOR.name: key_entry(OPERATOR, ["operator", "technician"], ["group:dak-lak"]),
+            EMERGENCY.name: key_entry(EMERGENCY, ["emergency"], ["group:dak-lak"]),
             LAK_EDITOR.name: key_entry(LAK_EDITOR, ["editor"], ["group:dak-lak/lak"])}
     first = trust_payload(keys, version=1, root=root_set(R1, R2, threshold=2))
     site.trust(first, R1, R2, retain=False)  # the roots alone cannot bootstrap a legacy unit
@@ -339,6 +340,20 @@ def test_legacy_unit_bootstraps_rotates_roots_and_never_falls_back(site_factory)
     refused = site.command("ping", {}, legacy)
     assert not refused["ok"] and "dak-lak-2026" in refused["detail"]
     assert site.command("ping", {}, OPERATOR)["ok"]
+
+    # The amplifier turned down to 0 over its serial link: an emergency raises it to
+    # emergency_min_volume (80 -> step 50 of 63) for its duration, then back to 0.
+    warm = site.command("play", {"media": ["chime"]}, OPERATOR)  # the link is known once the amp was on
+    site.playlog(warm["result"]["item"], "completed")
+    turned_down = time.time()
+    assert site.command("set_volume", {"volume": 0}, OPERATOR)["ok"]
+    alarm = site.command("play", {"media": ["chime"], "priority": "emergency"}, EMERGENCY)
+    assert alarm["ok"], alarm
+    site.playlog(alarm["result"]["item"], "completed")
+    time.sleep(0.5)
+    steps = [int(e["args"][0]) for e in hardware_log(site.tmp / "unit" / "mock-output")
+             if e["kind"] == "amp" and e["command"] == "VOL" and e["t"] >= turned_down]
+    assert 50 in steps and steps[-1] == 0, steps
 
     # The trust store deleted: the legacy key still does not count; nothing new is
     # accepted until the roots' document arrives again (its retained copy here).
