@@ -42,6 +42,7 @@ log = logging.getLogger("loaxa.unit")
 
 SCHEDULE_LEAD_MARGIN_S = 1.0
 MB = 1024 * 1024  # beyond warm-up: time to open the files before air
+TRUST_MISSING_FAULT = "trust.missing"  # trust was in force and its document is lost: nothing new accepted
 TRUST_SWEEP_S = 60.0  # key expiry is looked at least this often (and at each expiry)
 
 
@@ -274,6 +275,8 @@ class Unit:
         keeper = getattr(self, "trust_keeper", None)
         if keeper is not None:
             found.extend(keeper.faults(self.clock.now(), self.clockwatch.trusted))
+            if self.trust_store.was_in_force and self.trust_store.document is None:
+                found.append(TRUST_MISSING_FAULT)
         return found
 
     def status_doc(self) -> dict:

@@ -361,7 +361,8 @@ def test_legacy_unit_bootstraps_rotates_roots_and_never_falls_back(site_factory)
     site.publish(PROVINCE_TRUST, b"", retain=True)  # cleared: the unit starts with no trust document
     shutil.rmtree(site.tmp / "unit" / "state" / "trust")
     site.start()
-    assert site.status()["trust"]["mode"] == "lost"
+    lost = site.status()
+    assert lost["trust"]["mode"] == "lost" and "trust.missing" in lost["faults"]
     site.schedule(schedule_payload("dak-lak/lak/legacy-2", version=1), legacy)
     assert "no trust document in force" in site.event("schedule.rejected")["detail"]
     refused = site.command("ping", {}, legacy)
