@@ -30,9 +30,9 @@ from device.planner import Planner
 from device.playout import Playout
 from hw import UnitHardware, make_factory
 from loaxa.errors import Rejected
-from scheduler.store import StillRevoked
 from provisioning import read_password
 from scheduler import ScheduleStore, command_topics, expand_groups, load_trusted_keys, schedule_topics
+from scheduler.store import StillRevoked
 from scheduler.targets import trust_topics
 from scheduler.trust import roots_from_config
 from scheduler.trustkeeper import TrustKeeper, UnitIdentity
@@ -370,7 +370,8 @@ class Unit:
 
     def _alive(self) -> bool:
         """Every long-running thread still runs (else the watchdog is left to fire)."""
-        return all(part.is_alive() for part in (self.playout, self.planner, self.link, self.health))
+        return all(part.is_alive() for part in (self.playout, self.planner, self.link, self.health,
+                                                 self._trust_sweeper))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -519,6 +520,8 @@ class Unit:
         else:
             self.records.event("clock.trusted", f"the clock is synchronised ({new})", source=new)
             self.planner.replan()
+            if getattr(self, "_trust_sweep_now", None) is not None:
+                self._trust_sweep_now.set()  # key expiry can be judged now
 
     def _clock_stepped(self, delta_s: float) -> None:
         self.records.event("clock.step", f"the clock stepped {delta_s:+.1f} s", delta_s=round(delta_s, 3))

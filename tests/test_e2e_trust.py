@@ -283,7 +283,7 @@ def test_roles_scopes_and_revocation_on_a_running_unit(site_factory):
                                       "expires_at": site.status()["trust"]["expires_at"]}
 
 
-def test_key_expiry_expired_trust_and_a_reboot_offline(site_factory, broker):
+def test_key_expiry_expired_trust_and_a_reboot_offline(site_factory):
     site = site_factory(roots=(R1,), threshold=1)
     keys = {LAK_EDITOR.name: key_entry(LAK_EDITOR, ["editor"], ["group:dak-lak/lak"],
                                        expires_at=iso(now() + timedelta(seconds=12))),
