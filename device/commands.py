@@ -37,9 +37,9 @@ from loaxa.errors import LoaxaError, Rejected, TargetError
 from loaxa.fsio import atomic_write
 from scheduler._json import describe, strict_loads
 from scheduler.command import COMMAND_ID_PATTERN, Command, parse_command
-from scheduler.envelope import check_signatures, read_envelope
+from scheduler.envelope import read_envelope
 from scheduler.judge import Authority, UnitContext, command_subject, judge
-from scheduler.store import StorageError, known_signature
+from scheduler.store import StorageError, known_signatures
 from scheduler.targets import topic_target, unit_targets
 
 __all__ = ["CommandGate", "ReplayError", "peek_command_id", "reply_doc"]
@@ -91,6 +91,8 @@ class CommandGate:
         `emergency_playing()` and `clock_trusted()` are asked for each command."""
         self.folder = Path(folder)
         self._path = self.folder / SEEN_FILE
+        if isinstance(trusted, dict):
+            trusted = Authority.from_legacy(trusted)  # once, not per message
         self._trusted = trusted
         self._groups = tuple(groups)
         self._emergency_playing = emergency_playing
@@ -118,13 +120,13 @@ class CommandGate:
         it only for a refusal that is answered)."""
         self._check_topic(topic)
         authority = self.authority()
-        envelope = known_signature(raw, authority)  # cheap: before the payload is parsed
+        envelope, checks = known_signatures(raw, authority)  # cheap: before the payload is parsed
         command = parse_command(envelope.payload, now)
         self._check_target(command, topic)
         subject = command_subject(command, topic, emergency_playing=self._emergency_playing())
         context = UnitContext(self._unit_id, self._groups, self._prefix, clock_trusted=self._clock_trusted())
-        verdict = judge(envelope, subject, authority, now=now, context=context).check()
-        command = command.signed(verdict.counted[0] if verdict.counted else _first_valid(envelope, authority))
+        verdict = judge(envelope, subject, authority, now=now, context=context, checks=checks).check()
+        command = command.signed(verdict.counted[0] if verdict.counted else _first_valid(checks))
         with self._lock:
             if command.id in self._unexpired(now):
                 raise _replay(command)
@@ -222,8 +224,8 @@ class CommandGate:
         return reply_doc(command.id, True, detail, result)
 
 
-def _first_valid(envelope, authority: Authority) -> str | None:
-    return next((c.key for c in check_signatures(envelope, authority.ring()) if c.status == "valid"), None)
+def _first_valid(checks) -> str | None:
+    return next((c.key for c in checks if c.status == "valid"), None)
 
 
 def _replay(command: Command) -> ReplayError:

@@ -60,9 +60,16 @@ class TrustKeeper:
         self.legacy = dict(legacy or {})
         self.config_roots = config_roots
         self.min_version = min_version
+        self._authority = None  # ((document, was_in_force), Authority)
 
     def authority(self) -> Authority:
-        return self.trust.authority(self.legacy)
+        """Whose signatures count now; made again only when the trust in force changes
+        (commands ask for it on every message, floods included)."""
+        key = (self.trust.document, self.trust.was_in_force)
+        cached = self._authority
+        if cached is None or cached[0][0] is not key[0] or cached[0][1] != key[1]:
+            cached = self._authority = (key, self.trust.authority(self.legacy))
+        return cached[1]
 
     def _store_context(self, now: datetime, clock_trusted: bool) -> dict:
         i = self.identity
