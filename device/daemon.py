@@ -471,7 +471,7 @@ class Unit:
         for event in events:
             if event.kind == "trust.rejected":
                 # Rate-limited, written by the command thread, like refused schedules.
-                self.commands.refused(event.kind, topic or "", event.detail)
+                self.commands.refused(event.kind, topic or "", event.detail.removeprefix(f"{topic}: "))
                 continue
             self.records.event(event.kind, event.detail, **event.fields)
             if event.kind == "trust.revoked":

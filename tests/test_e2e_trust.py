@@ -383,3 +383,17 @@ def test_legacy_unit_bootstraps_rotates_roots_and_never_falls_back(site_factory)
     site.event("trust.rejected", "root keys in force")
     site.trust(trust_payload(keys, version=3), R3, R4)
     assert site.event("trust.accepted")["version"] == 3
+
+    # Persisted roots win over the config: restarted with a stale config naming the old
+    # roots, the unit still wants the new ones.
+    site.stop()
+    write_unit_config(site.tmp / "unit", unit_id=UNIT, groups=[GROUP], broker_url=site.broker.url,
+                      trust={legacy.name: legacy.pub}, warmup_s=0.2, cooldown_s=0.5,
+                      trust_extra=f'root = {{ "{R1.name}" = "{R1.pub}", "{R2.name}" = "{R2.pub}" }}\n'
+                                  "root_threshold = 2\n")
+    site.start()
+    assert site.status()["trust"]["version"] == 3
+    site.trust(trust_payload(keys, version=4), R1, R2, legacy, retain=False)
+    assert "root keys in force" in site.event("trust.rejected")["detail"]
+    site.trust(trust_payload(keys, version=4), R3, R4)
+    assert site.event("trust.accepted")["version"] == 4
