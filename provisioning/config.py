@@ -831,7 +831,7 @@ def read_password(cfg: Config) -> str | None:
 def config_warnings(cfg: Config) -> list[str]:
     """Things that are valid but probably not what the technician wants."""
     warnings = []
-    if not cfg.trust.keys:
+    if not cfg.trust.keys and not cfg.trust.root:
         warnings.append("trust.keys: none; the unit will refuse every schedule and command")
     if not parse_broker_url(cfg.broker.url).tls:
         if cfg.broker.password_file is not None:
