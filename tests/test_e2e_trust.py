@@ -266,7 +266,7 @@ def test_roles_scopes_and_revocation_on_a_running_unit(site_factory):
 
     # An emergency by the emergency key plays at no less than emergency_min_volume (80),
     # whatever set_volume said; a stop while it plays needs the emergency role.
-    played = site.command("play", {"media": ["test-tone", "test-tone", "test-tone"], "priority": "emergency"},
+    played = site.command("play", {"media": ["test-tone"] * 6, "priority": "emergency"},
                           EMERGENCY)
     assert played["ok"], played
     deadline = time.monotonic() + 15
