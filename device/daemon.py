@@ -4,8 +4,11 @@
 inside `finally`; one exception anywhere during start still stops what started.
 """
 
+import collections
+import json
 import logging
 import signal
+import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from device.mqtt_link import MqttLink
 from device.outbox import Outbox
 from device.planner import Planner
 from device.playout import Playout
+from device.storage import StorageMonitor
 from hw import UnitHardware, make_factory
 from loaxa.errors import Rejected
 from provisioning import read_password
@@ -35,8 +39,14 @@ from scheduler import ScheduleStore, command_topics, expand_groups, load_trusted
 
 log = logging.getLogger("loaxa.unit")
 
-SCHEDULE_LEAD_MARGIN_S = 1.0
-MB = 1024 * 1024  # beyond warm-up: time to open the files before air
+SCHEDULE_LEAD_MARGIN_S = 1.0  # beyond warm-up: time to open the files before air
+MB = 1024 * 1024
+# Records the outbox could not take (a full or read-only disk) wait in memory up to
+# this many; the oldest go first past it, and the count shows in health `faults`.
+MAX_UNSTORED_RECORDS = 2000
+# When the outbox cannot even be opened, an in-memory one of this size stands in.
+MEMORY_OUTBOX_RECORDS = 5000
+STORAGE_ERRORS = (OSError, sqlite3.Error)
 
 
 @dataclass(frozen=True)
@@ -48,20 +58,87 @@ class UnitInfo:
 
 
 class Records:
-    """Writes playlogs and events to the outbox first, then hands them to the link."""
+    """Writes playlogs and events to the outbox first, then hands them to the link.
 
-    def __init__(self, outbox: Outbox, topics: Topics, clock, tz):
+    When the outbox refuses a record (a full or read-only disk), the record is kept
+    in memory (at most MAX_UNSTORED_RECORDS, oldest dropped first and counted), sent
+    at once when the broker is there, sent again at each reconnect, and put into the
+    outbox when the disk takes writes again (`store_unstored`); the collector drops
+    the duplicates by `id`. Playback never waits for or stops on a record."""
+
+    def __init__(self, outbox: Outbox, topics: Topics, clock, tz, on_store_failed=None):
         self._outbox = outbox
         self._topics = topics
         self._clock = clock
         self._tz = tz
+        self._on_store_failed = on_store_failed or (lambda what, exc: None)
+        self._unstored: collections.deque = collections.deque()
+        self._unstored_lock = threading.Lock()
+        self.lost = 0  # records dropped from memory before the disk took them
         self.link = None
 
     def _store_and_send(self, topic: str, doc: dict, kind: str) -> None:
         payload = to_json(doc)
-        seq = self._outbox.add(topic, payload, qos=1, kind=kind)
+        try:
+            seq = self._outbox.add(topic, payload, qos=1, kind=kind)
+        except STORAGE_ERRORS as exc:
+            self._keep_in_memory(topic, payload, kind, exc)
+            return
         if self.link is not None:
             self.link.send_record(seq, topic, payload)
+
+    def _keep_in_memory(self, topic: str, payload: bytes, kind: str, exc: Exception) -> None:
+        with self._unstored_lock:
+            if len(self._unstored) >= MAX_UNSTORED_RECORDS:
+                self._unstored.popleft()
+                self.lost += 1
+            self._unstored.append((topic, payload, kind))
+        error = exc if isinstance(exc, OSError) else OSError(0, f"outbox: {exc}")
+        try:
+            self._on_store_failed(f"{kind} records", error)
+        except Exception:  # noqa: BLE001 - a record must never stop the caller
+            log.exception("could not report an unstored record")
+        self._publish_directly(topic, payload)
+
+    def _publish_directly(self, topic: str, payload: bytes) -> None:
+        link = self.link
+        if link is None or not link.connected:
+            return
+        try:
+            link.publish_volatile(topic, payload, qos=1)
+        except Exception:  # noqa: BLE001 - it stays in memory for the next try
+            log.exception("direct publish of an unstored record failed")
+
+    def unstored(self) -> int:
+        with self._unstored_lock:
+            return len(self._unstored)
+
+    def unstored_payloads(self, kind: str) -> list[bytes]:
+        with self._unstored_lock:
+            return [payload for _, payload, k in self._unstored if k == kind]
+
+    def publish_unstored(self) -> None:
+        """At a (re)connect: send what only memory holds."""
+        with self._unstored_lock:
+            waiting = list(self._unstored)
+        for topic, payload, _ in waiting:
+            self._publish_directly(topic, payload)
+
+    def store_unstored(self) -> None:
+        """The disk takes writes again: move the records kept in memory into the outbox."""
+        while True:
+            with self._unstored_lock:
+                if not self._unstored:
+                    return
+                topic, payload, kind = self._unstored[0]
+                try:
+                    seq = self._outbox.add(topic, payload, qos=1, kind=kind)
+                except STORAGE_ERRORS as exc:
+                    log.warning("records kept in memory still cannot be stored: %s", exc)
+                    return
+                self._unstored.popleft()
+            if self.link is not None:
+                self.link.send_record(seq, topic, payload)
 
     def playlog(self, doc: dict) -> None:
         self._store_and_send(self._topics.playlog, doc, "playlog")
@@ -84,6 +161,9 @@ class Unit:
         self._after_start = after_start
         self._stop = threading.Event()
         self._started: list = []  # (name, stop callable), stopped in reverse
+        self.start_faults: list[str] = []  # what could not be set up; the unit runs without it
+        self.control = None
+        self.storage = None
         self.boot = str(uuid.uuid4())
         self.version = loaxa.__version__
         self.topics = Topics(cfg.broker.topic_prefix, cfg.unit.id)
@@ -93,6 +173,7 @@ class Unit:
     # ---- start-up, in order ----
     def start(self) -> None:
         try:
+            self._start_storage_folder()
             self._start_control()
             self._start_hardware()
             self._start_audio()
@@ -107,12 +188,32 @@ class Unit:
     def _started_part(self, name: str, stop) -> None:
         self._started.append((name, stop))
 
+    def _start_storage_folder(self) -> None:
+        """The state folder; a full or read-only disk is a fault to report, not a reason
+        to stay silent (the documents already stored can still be read and played)."""
+        try:
+            self.cfg.unit.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._start_fault(f"state folder {self.cfg.unit.state_dir} cannot be made", exc)
+
+    def _start_fault(self, what: str, exc: Exception) -> None:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        log.error("%s: %s; the unit runs without it", what, reason)
+        self.start_faults.append(f"{what}: {reason}")
+
     def _start_control(self) -> None:
         """First: the socket `loaxa status` and `loaxa selftest` talk to. Binding it also
-        makes sure no other daemon runs on this state folder (it would fight over pins)."""
-        self.cfg.unit.state_dir.mkdir(parents=True, exist_ok=True)
-        self.control = ControlServer(control_path(self.cfg.unit.state_dir),
-                                     {"status": self.status_doc, "selftest": self.selftest}).start()
+        makes sure no other daemon runs on this state folder (it would fight over pins):
+        a daemon that answers there stops this start. A socket that cannot be made (a
+        read-only or full state folder) is a fault: the unit plays without it."""
+        server = ControlServer(control_path(self.cfg.unit.state_dir),
+                               {"status": self.status_doc, "selftest": self.selftest})
+        try:
+            self.control = server.start()
+        except OSError as exc:
+            server.close()
+            self._start_fault("control socket (loaxa status, loaxa selftest)", exc)
+            return
         self._started_part("control socket", self.control.close)
 
     def _start_hardware(self) -> None:
@@ -158,9 +259,15 @@ class Unit:
 
     def _start_audio(self) -> None:
         state_dir = self.cfg.unit.state_dir
-        self.outbox = Outbox(state_dir / "outbox.sqlite")
+        self.outbox = self._open_outbox(state_dir / "outbox.sqlite")
         self._started_part("outbox", self.outbox.close)
-        self.records = Records(self.outbox, self.topics, self.clock, self.tz)
+        self.records = Records(self.outbox, self.topics, self.clock, self.tz,
+                               on_store_failed=self._write_failed)
+        self.storage = StorageMonitor(state_dir, clock=self.clock, on_event=self.records.event,
+                                      low_mb=self.cfg.unit.storage_low_mb)
+        self.storage.on_writable.append(self.records.store_unstored)
+        for fault in self.start_faults:
+            self.storage.write_failed(fault.split(":")[0], OSError(0, fault))
         audio_cfg = self.cfg.audio
         self.media = MediaCache(self.cfg.unit.media_dir, lufs=audio_cfg.lufs,
                                 max_bytes=audio_cfg.max_media_mb * MB, max_seconds=audio_cfg.max_media_s)
@@ -172,23 +279,52 @@ class Unit:
                                clock=self.clock, clockwatch=self.clockwatch, unit=self.info,
                                records=self.records, quiet_hours=self.cfg.unit.quiet_hours,
                                zone_count=len(self.cfg.gpio.zones), lateness_s=self.cfg.unit.lateness_s,
-                               journal=PlaybackJournal(state_dir / "playback.journal"),
+                               journal=PlaybackJournal(state_dir / "playback.journal",
+                                                       on_write_failed=self._write_failed,
+                                                       on_corrupt=self._state_file_corrupt),
                                position=self.unit_hw.position)
         self._wire_hardware()
         self.playout.recover_interrupted()
         self.playout.start()
         self._started_part("player", self.playout.stop)
 
+    def _open_outbox(self, path) -> Outbox:
+        """The outbox on disk; when the disk will not open it (read-only, full, failing),
+        a bounded one in memory, drained to the broker as usual (docs/design.md)."""
+        try:
+            return Outbox(path)
+        except STORAGE_ERRORS as exc:
+            self._start_fault(f"outbox {path.name} (records kept in memory, at most "
+                              f"{MEMORY_OUTBOX_RECORDS})", exc)
+            return Outbox(":memory:", max_records=MEMORY_OUTBOX_RECORDS)
+
+    def _write_failed(self, what: str, exc: OSError) -> None:
+        """A state write failed: the storage monitor reports it (never raises)."""
+        if self.storage is not None:
+            self.storage.write_failed(what, exc)
+
+    def _state_file_corrupt(self, path, moved_to, why: str) -> None:
+        """A damaged state file at start: kept aside for inspection, and said once."""
+        where = f"moved to {moved_to.name}" if moved_to else "left in place (the disk refuses writes)"
+        self.records.event("storage.corrupt", f"{path.name} was unreadable ({why}); {where}; "
+                           "the unit goes on without it", file=path.name,
+                           moved_to=moved_to.name if moved_to else None)
+
     def _start_scheduler(self) -> None:
         self.trusted = load_trusted_keys(self.cfg.trust.keys)
-        self.store = ScheduleStore(self.cfg.unit.state_dir / "schedules", **self._trust_context())
+        self.store = ScheduleStore(self.cfg.unit.state_dir / "schedules", on_corrupt=self._state_file_corrupt,
+                                   **self._trust_context())
         self.planner = Planner(clock=self.clock, lead_s=self.cfg.amplifier.warmup_s + SCHEDULE_LEAD_MARGIN_S,
                                submit=self._due, submit_missed=self._due_missed,
                                schedules_in_force=self.store.in_force,
                                fired_path=self.cfg.unit.state_dir / "fired.json",
-                               lateness_s=self.cfg.unit.lateness_s)
+                               lateness_s=self.cfg.unit.lateness_s, on_save_failed=self._write_failed,
+                               on_corrupt=self._state_file_corrupt, already_recorded=self._recorded)
         self.planner.start()
         self._started_part("planner", self.planner.stop)
+        self.storage.on_writable.append(self.planner.retry_save)
+        self.storage.start()
+        self._started_part("storage monitor", self.storage.stop)
         self.clockwatch.start()
         self._started_part("clock watch", self.clockwatch.stop)
         if not self.clockwatch.trusted:
@@ -215,12 +351,15 @@ class Unit:
         log.info("connecting to broker %s in the background", self.link.address)
         self.health = HealthRunner(
             HealthReporter(self._health_probes(), interval_s=cfg.unit.health_interval_s,
-                           overhead_bytes=len(self.topics.health) + 6),
+                           overhead_bytes=len(self.topics.health) + 6,
+                           storage_low_mb=cfg.unit.storage_low_mb),
             self._publish_health, self.clock, tz=self.tz).start()
         self._started_part("health", self.health.stop)
 
     def _connection_changed(self, up: bool) -> None:
         self.unit_hw.led.set_connection("online" if up else "offline")
+        if up:
+            self.records.publish_unstored()
 
     def _health_probes(self) -> dict:
         upcoming = lambda: next(({"item": o.item.id, "at": iso(o.at)}  # noqa: E731
@@ -244,6 +383,19 @@ class Unit:
             found.append(f"outbox full: dropped {self.outbox.dropped}")
         if not self.clockwatch.trusted:
             found.append("clock untrusted")
+        return found + self.storage_faults()
+
+    def storage_faults(self) -> list[str]:
+        """The state folder's faults: its state, what runs without it, records in memory."""
+        found = list(self.storage.faults()) if self.storage is not None else []
+        found += [f"start: {fault}" for fault in self.start_faults]
+        degraded = getattr(self.outbox, "degraded", None)  # the outbox's own fallback, if any
+        if degraded:
+            found.append(f"outbox: {degraded}")
+        records = getattr(self, "records", None)
+        if records is not None and records.unstored():
+            found.append(f"records in memory only: {records.unstored()}"
+                         + (f" ({records.lost} dropped)" if records.lost else ""))
         return found
 
     def status_doc(self) -> dict:
@@ -313,7 +465,8 @@ class Unit:
 
     def _alive(self) -> bool:
         """Every long-running thread still runs (else the watchdog is left to fire)."""
-        return all(part.is_alive() for part in (self.playout, self.planner, self.link, self.health))
+        return all(part.is_alive() for part in (self.playout, self.planner, self.link, self.health,
+                                                self.storage))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -331,6 +484,30 @@ class Unit:
         schedule = self._schedule_in_force(occurrence.schedule_id, occurrence.version)
         if schedule is not None:
             self.playout.report_missed(occurrence, reason)
+
+    def _recorded(self, occurrences) -> set:
+        """The keys of `occurrences` a playlog already waits for in the outbox (the
+        planner's cross-check when its ledger was lost)."""
+        wanted = {(o.schedule_id, o.version, o.item.id, o.at.timestamp()): o.key for o in occurrences}
+        found = set()
+        for payload in self._playlogs_waiting():
+            try:
+                doc = json.loads(payload)
+                key = (doc["schedule"], doc["version"], doc["item"],
+                       datetime.fromisoformat(doc["scheduled_at"]).timestamp())
+            except (ValueError, KeyError, TypeError):
+                continue
+            if key in wanted:
+                found.add(wanted[key])
+        return found
+
+    def _playlogs_waiting(self):
+        """Payloads of the playlogs not yet acknowledged: in the outbox, or in memory."""
+        yield from self.records.unstored_payloads("playlog")
+        after = 0
+        while batch := self.outbox.pending(after=after, limit=500):
+            yield from (rec.payload for rec in batch if rec.kind == "playlog")
+            after = batch[-1].seq
 
     def _schedule_in_force(self, schedule_id: str, version: int):
         for schedule in self.store.in_force():
@@ -350,6 +527,8 @@ class Unit:
             offer = self.store.offer(topic, payload, **self._trust_context())
         except Rejected as exc:
             log.warning("schedule refused on %s: %s", topic, exc)
+            if isinstance(exc.__cause__, OSError):  # StorageError: the disk refused it
+                self._write_failed("schedules", exc.__cause__)
             self.records.event("schedule.rejected", str(exc), topic=topic)
             return
         if offer.status != "accepted":

@@ -35,7 +35,9 @@ Choices where SPEC is silent (the README's config section repeats them):
   every line active-high), `amplifier.driver` ("auto": LXA1 over `port` or the mock's
   simulator, else relay-only; "lxa1"; "relay"), `amplifier.input` (1), `amplifier.volume`
   (0-100, default 100). Audio (docs/audio.md): `audio.cache_budget_mb` (2048, at least
-  16), `audio.max_media_mb` (200), `audio.max_media_s` (10800).
+  16), `audio.max_media_mb` (200), `audio.max_media_s` (10800). Storage:
+  `unit.storage_low_mb` (200: free space in the state folder below which the unit
+  reports `storage.low`, and health sends a change report).
 - Ranges: `audio.lufs` -40 to -5, `amplifier.baudrate` 50 to 4000000, `warmup_s` and
   `cooldown_s` >= 0, GPIO pins are BCM 0-27 and no pin serves two roles.
 - A UTF-8 byte order mark at the start of the file is accepted (Windows editors add one).
@@ -87,6 +89,7 @@ class UnitConfig:
     media_dir: Path
     lateness_s: float
     health_interval_s: float
+    storage_low_mb: float
 
 
 @dataclass(frozen=True)
@@ -455,6 +458,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # Circular 39: colliding items wait at most this long, then are `missed`.
         "lateness_s": Key(_number(0, 86400), 600.0),
         "health_interval_s": Key(_number(10, 86400), 300.0),
+        # Free space in the state folder below which the unit reports `storage.low`
+        # (the same line health uses for its change report).
+        "storage_low_mb": Key(_number(0, 1_000_000), 200.0),
     },
     "clock": {
         "trust": Key(_choice("auto", "always"), DERIVED),
