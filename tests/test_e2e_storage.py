@@ -137,7 +137,8 @@ def test_playback_goes_on_on_a_full_disk_and_says_what_it_could_not_store(tmp_pa
             site.close()
 
 
-def test_a_unit_starts_on_a_read_only_state_folder_plays_and_reports(tmp_path, broker):
+@pytest.mark.parametrize("fault", ["readonly", "full"])
+def test_a_unit_starts_on_a_read_only_or_full_state_folder_plays_and_reports(tmp_path, broker, fault):
     with tmpfs(tmp_path / "unit" / "state", size="16m"):
         site = Site(tmp_path, broker)
         try:
@@ -146,18 +147,24 @@ def test_a_unit_starts_on_a_read_only_state_folder_plays_and_reports(tmp_path, b
             site.wait_event("schedule.accepted")
             first.media.builtin("chime")
             first.stop()
-            remount(site.state, "ro")  # the SD card fails read-only while the unit is off
-            unit = site.start_unit()  # the old code: "internal error" (OSError: read-only file system)
-            event = site.wait_event("storage.readonly")[0]
+            if fault == "readonly":
+                remount(site.state, "ro")  # the SD card fails read-only while the unit is off
+            else:
+                fill(site.state)
+            unit = site.start_unit()  # the old code: "internal error" (OSError from the start)
+            event = site.wait_event(f"storage.{fault}")[0]
             assert str(site.state) in event["detail"]
             faults = unit.faults()
-            assert any(f.startswith("storage.readonly") for f in faults), faults
-            assert any("control socket" in f for f in faults) and any("outbox" in f for f in faults), faults
+            assert any(f.startswith(f"storage.{fault}") for f in faults), faults
+            if fault == "readonly":
+                assert any("control socket" in f for f in faults), faults
+                assert any("outbox" in f for f in faults), faults
             wait_until(lambda: len(site.plays()) >= 1, 30, what="the stored item to play")
             log = wait_until(lambda: site.records("playlog"), 15, what="its playlog")[0]
             assert log["item"] == "tin-0" and log["outcome"] == "completed"
             unit.stop()
-            remount(site.state, "rw")
+            if fault == "readonly":
+                remount(site.state, "rw")
         finally:
             site.close()
 
