@@ -19,7 +19,7 @@ import loaxa
 from device import sdnotify
 from device.amp import AmpControl
 from device.command_runner import CommandRunner
-from device.control import ControlServer, control_path
+from device.control import ControlServer, control_path, fallback_address
 from device.health import HealthReporter, HealthRunner
 from device.messages import iso
 from device.clockwatch import ClockWatch
@@ -212,8 +212,13 @@ class Unit:
             self.control = server.start()
         except OSError as exc:
             server.close()
-            self._start_fault("control socket (loaxa status, loaxa selftest)", exc)
-            return
+            self._start_fault("control socket (loaxa selftest; loaxa status on a fallback address)", exc)
+            fallback = ControlServer(control_path(self.cfg.unit.state_dir), {"status": self.status_doc})
+            try:
+                self.control = fallback.start_abstract(fallback_address(self.cfg.unit.state_dir))
+            except OSError as exc2:  # ControlError (a daemon answers there) still stops the start
+                self._start_fault("control socket fallback", exc2)
+                return
         self._started_part("control socket", self.control.close)
 
     def _start_hardware(self) -> None:
@@ -266,8 +271,6 @@ class Unit:
         self.storage = StorageMonitor(state_dir, clock=self.clock, on_event=self.records.event,
                                       low_mb=self.cfg.unit.storage_low_mb)
         self.storage.on_writable.append(self.records.store_unstored)
-        for fault in self.start_faults:
-            self.storage.write_failed(fault.split(":")[0], OSError(0, fault))
         audio_cfg = self.cfg.audio
         self.media = MediaCache(self.cfg.unit.media_dir, lufs=audio_cfg.lufs,
                                 max_bytes=audio_cfg.max_media_mb * MB, max_seconds=audio_cfg.max_media_s)

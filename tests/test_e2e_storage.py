@@ -12,12 +12,13 @@ import paho.mqtt.publish as mqtt_publish
 import paho.mqtt.client as mqtt
 import pytest
 
+from device.control import control_request
 from device.daemon import Unit
 from hw.clock import SystemClock
 from hw.mock import MockHardware
 from provisioning import load_config
 from scheduler import sign_document
-from tests.support.disk import FaultyDisk, fill, remount, tmpfs
+from tests.support.disk import FaultyDisk, bind_read_only, fill, remount, tmpfs, unbind
 from tests.support.unit import OperatorKey, hardware_log, wait_until, write_unit_config
 from tests.test_e2e_unit import GROUP, TZ, UNIT
 
@@ -106,7 +107,9 @@ def chimes(first_in_s: float, count: int, apart_s: float = 4):
             for n in range(count)]
 
 
-def test_playback_goes_on_on_a_full_disk_and_says_what_it_could_not_store(tmp_path, broker):
+@pytest.mark.parametrize("fault", ["full", "readonly"])
+def test_playback_goes_on_when_the_disk_fills_or_turns_read_only_and_says_what_it_could_not_store(
+        tmp_path, broker, fault):
     with tmpfs(tmp_path / "unit" / "state", size="8m"):
         site = Site(tmp_path, broker)
         try:
@@ -114,23 +117,30 @@ def test_playback_goes_on_on_a_full_disk_and_says_what_it_could_not_store(tmp_pa
             site.push(chimes(6, 2))
             site.wait_event("schedule.accepted")
             unit.media.builtin("chime")  # as the sync does ahead of air
-            filler = fill(site.state)
-            wait_until(lambda: len(site.plays()) >= 2, 30, what="both items to play on the full disk")
-            full = site.wait_event("storage.full")[0]
-            assert "fired.json" in full["detail"], full
+            if fault == "full":
+                filler = fill(site.state)
+            else:
+                bind_read_only(site.state)
+            wait_until(lambda: len(site.plays()) >= 2, 30, what="both items to play")
+            event = site.wait_event(f"storage.{fault}")[0]
+            assert "fired.json" in event["detail"] or fault == "readonly", event
             # Each playback leaves a playlog all the same: published directly, kept in memory.
             logs = wait_until(lambda: len(site.records("playlog")) >= 2 and site.records("playlog"), 15,
                               what="two playlogs")
             assert sorted(r["item"] for r in logs) == ["tin-0", "tin-1"]
             assert all(r["outcome"] == "completed" for r in logs)
-            assert any(f.startswith("storage.full") for f in unit.faults()), unit.faults()
-            assert any(f.startswith("records in memory only") for f in unit.faults()), unit.faults()
-            # Space returns: recovered, the ledger and the records are stored.
-            filler.unlink()
+            assert any(f.startswith(f"storage.{fault}") for f in unit.faults()), unit.faults()
+            if fault == "full":  # (under the bind mount the open outbox still writes)
+                assert any(f.startswith("records in memory only") for f in unit.faults()), unit.faults()
+            # Space (or writability) returns: recovered, the ledger and the records are stored.
+            if fault == "full":
+                filler.unlink()
+            else:
+                unbind(site.state)
             unit.storage._wake.set()  # the next look would come within a minute anyway
             site.wait_event("storage.recovered")
             wait_until(lambda: len(json.loads((site.state / "fired.json").read_text())) == 2, 10,
-                       what="the ledger written after space came back")
+                       what="the ledger written after the disk came back")
             wait_until(lambda: unit.records.unstored() == 0, 10, what="records moved to the outbox")
             assert not [f for f in unit.faults() if f.startswith("storage.")]
         finally:
@@ -159,6 +169,9 @@ def test_a_unit_starts_on_a_read_only_or_full_state_folder_plays_and_reports(tmp
             if fault == "readonly":
                 assert any("control socket" in f for f in faults), faults
                 assert any("outbox" in f for f in faults), faults
+            # `loaxa status` still reaches the daemon (on the fallback address if need be).
+            status = control_request(site.state, "status")
+            assert any(f.startswith(f"storage.{fault}") for f in status["faults"]), status
             wait_until(lambda: len(site.plays()) >= 1, 30, what="the stored item to play")
             log = wait_until(lambda: site.records("playlog"), 15, what="its playlog")[0]
             assert log["item"] == "tin-0" and log["outcome"] == "completed"

@@ -67,13 +67,31 @@ def tmpfs(path, size: str = "8m"):
     try:
         yield path
     finally:
-        if _run("umount", str(path)).returncode != 0:
-            _run("umount", "-l", str(path))
+        for _ in range(4):  # a bind mount a failed test left on top, then the tmpfs
+            if not os.path.ismount(path):
+                break
+            if _run("umount", str(path)).returncode != 0:
+                _run("umount", "-l", str(path))
 
 
 def remount(path, mode: str) -> None:
     """`mode` "ro" or "rw": the SD card that turns read-only under a running system."""
     result = _run("mount", "-o", f"remount,{mode}", str(path))
+    assert result.returncode == 0, result.stderr
+
+
+def bind_read_only(path) -> None:
+    """Make `path` read-only under a running unit: a read-only bind mount over it (a busy
+    tmpfs cannot be remounted read-only; the kernel's errors=remount-ro on a failing
+    card can). Files opened before keep writing; every new write gets EROFS.
+    `unbind(path)` takes it away."""
+    for args in (("--bind", str(path), str(path)), ("-o", "remount,bind,ro", str(path))):
+        result = _run("mount", *args)
+        assert result.returncode == 0, result.stderr
+
+
+def unbind(path) -> None:
+    result = _run("umount", str(path))
     assert result.returncode == 0, result.stderr
 
 
