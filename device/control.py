@@ -49,6 +49,10 @@ class ControlError(LoaxaError):
     """The daemon's control socket exists but gave no usable answer."""
 
 
+class SocketPathTaken(ControlError):
+    """Something that is not a socket sits where the control socket goes (kept as it is)."""
+
+
 def control_path(state_dir) -> Path:
     return Path(state_dir) / CONTROL_SOCKET
 
@@ -117,7 +121,7 @@ class ControlServer:
         except FileNotFoundError:
             return
         if not stat.S_ISSOCK(st.st_mode):
-            raise ControlError(f"{self.path} exists and is not a socket; remove it or choose another state_dir")
+            raise SocketPathTaken(f"{self.path} exists and is not a socket; remove it or choose another state_dir")
         if self._answers():
             raise ControlError(f"another daemon is running: it answers on {self.path}")
         os.unlink(self.path)

@@ -19,7 +19,7 @@ import loaxa
 from device import sdnotify
 from device.amp import AmpControl
 from device.command_runner import CommandRunner
-from device.control import ControlServer, control_path, fallback_address
+from device.control import ControlServer, SocketPathTaken, control_path, fallback_address
 from device.health import HealthReporter, HealthRunner
 from device.messages import iso
 from device.clockwatch import ClockWatch
@@ -210,7 +210,7 @@ class Unit:
                                {"status": self.status_doc, "selftest": self.selftest})
         try:
             self.control = server.start()
-        except OSError as exc:
+        except (OSError, SocketPathTaken) as exc:
             server.close()
             self._start_fault("control socket (loaxa selftest; loaxa status on a fallback address)", exc)
             fallback = ControlServer(control_path(self.cfg.unit.state_dir), {"status": self.status_doc})

@@ -14,6 +14,7 @@ from playing twice.
 import json
 import logging
 import threading
+from datetime import datetime
 from pathlib import Path
 
 from loaxa.fsio import atomic_write, quarantine
@@ -73,12 +74,11 @@ class PlaybackJournal:
         until `end()`, so a crash during recovery loses nothing either."""
         try:
             record = json.loads(self.path.read_text("utf-8"))
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                raise ValueError("not a playlog record")
+            _check_record(record)
             return record
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, RecursionError) as exc:
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
             moved_to = quarantine(self.path)
             log.error("playback journal unreadable (%s); moved to %s", exc, moved_to)
             try:
@@ -86,6 +86,18 @@ class PlaybackJournal:
             except Exception:  # noqa: BLE001 - the start goes on
                 log.exception("could not report the damaged journal")
             return None
+
+
+def _check_record(record) -> None:
+    """Raise ValueError/TypeError unless `record` is a playlog the recovery can finish."""
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+        raise ValueError("not a playlog record")
+    if record.get("started_at") is not None:
+        datetime.fromisoformat(record["started_at"])
+    played = record.get("played_s")
+    if played is not None and (isinstance(played, bool) or not isinstance(played, (int, float))
+                               or not 0 <= played < 10 ** 6):
+        raise ValueError(f"played_s: not a number of seconds: {played!r}")
 
 
 class CountingSink:

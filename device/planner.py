@@ -204,10 +204,13 @@ class Planner:
     def _load_fired(self) -> dict:
         try:
             raw = json.loads(self._fired_path.read_text("utf-8"))
-            return {str(key): datetime.fromisoformat(at) for key, at in raw.items()}
+            fired = {str(key): datetime.fromisoformat(at) for key, at in raw.items()}
+            if any(at.tzinfo is None for at in fired.values()):
+                raise ValueError("a time without its UTC offset")
+            return fired
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
+        except (OSError, ValueError, AttributeError, TypeError, RecursionError) as exc:
             # Written atomically, so this is a damaged disk or a hand edit: keep the file
             # for inspection, and let nothing due before this start play again.
             self._doubt = "damaged"

@@ -218,3 +218,30 @@ def test_while_the_disk_stays_full_the_unit_says_so_every_hour(site):
         clock.jump(61)  # the next look at the disk
         site.wait_event("storage.recovered", timeout=10)
     assert not [f for f in unit.faults() if f.startswith("storage.")]
+
+
+def test_every_damaged_state_file_is_set_aside_reported_and_the_unit_plays(site):
+    first = site.start_unit()
+    site.push(chimes(10, 1))
+    site.wait_event("schedule.accepted")
+    first.stop()
+    damage = {"fired.json": '{"k": "2026-12-01T06:00:00"}',  # a time without its offset
+              "playback.journal": '{"id": "r-1", "started_at": "yesterday", "played_s": 3}',
+              "commands/seen.json": "[",
+              "volume.json": '{"vol',
+              "schedules/versions.json": '{"format": 1, "versions": {"dak-lak/2026-w48": {"vers'}
+    for name, text in damage.items():
+        (site.state / name).parent.mkdir(parents=True, exist_ok=True)
+        (site.state / name).write_text(text)
+    (site.state / "control.sock").write_text("not a socket")  # kept as it is, never replaced
+    unit = site.start_unit()
+    wait_until(lambda: len(site.events("storage.corrupt")) >= 5, 15, what="five storage.corrupt events")
+    assert sorted(e["file"] for e in site.events("storage.corrupt")) == sorted(
+        name.rsplit("/", 1)[-1] for name in damage)
+    for name in damage:
+        path = site.state / name
+        assert len(list(path.parent.glob(path.name + ".corrupt-*"))) == 1, name  # kept for inspection
+    assert (site.state / "control.sock").read_text() == "not a socket"
+    assert control_request(site.state, "status")["unit"] == UNIT  # on the fallback address
+    wait_until(lambda: len(site.plays()) >= 1, 30, what="the stored item to play")
+    assert unit.store.versions() == {"dak-lak/2026-w48": 1}  # rebuilt from the stored document
