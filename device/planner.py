@@ -92,14 +92,16 @@ class Planner:
                 entries.append(_Entry(trigger, trigger.get_next_fire_time(None, since)))
         with self._lock:
             ledger_missing = entries and not self._fired_path.exists()
-            if ledger_missing and self._first_plan and self._doubt is None:
+            first, self._first_plan = self._first_plan, False
+            if ledger_missing and first and self._doubt is None:
                 # A run that planned these documents wrote the ledger (below): it was lost.
                 self._doubt = "missing"
-            self._first_plan = False
             self._entries = entries
             self._forget_old_fired(now)
-            if ledger_missing:
-                self._save_fired()  # from now on a missing ledger means a lost one
+            if (ledger_missing or first) and not self._save_fired() and first and self._doubt is None:
+                # The disk refuses the ledger now, so it may have refused it before the
+                # restart too: what the last run handed over may be missing from it.
+                self._doubt = "not writable (full or read-only disk)"
         self._wake.set()
         log.debug("planned %d items", len(entries))
 

@@ -172,3 +172,20 @@ def test_low_space_is_storage_low_and_repeats_hourly(tmp_path):
     clock.advance(3600)
     monitor.check()
     assert events.kinds() == ["storage.low", "storage.low"]
+
+
+def test_a_restart_while_the_disk_still_refuses_the_ledger_replays_nothing(tmp_path):
+    docs = [schedule(TWO_ITEMS)]
+    clock, rec = ManualClock(T - timedelta(seconds=10)), Recorder()
+    (tmp_path / "fired.json").write_text("{}")
+    with FaultyDisk(tmp_path, errno.EROFS):
+        fire_both(tmp_path, clock, docs, rec)  # played, but the ledger on disk is still {}
+        assert len(rec.played) == 2 and json.loads((tmp_path / "fired.json").read_text()) == {}
+        clock.advance(60)
+        again = Recorder()
+        p = make_planner(tmp_path, clock, docs, again)  # the watchdog restarted the unit
+        for _ in range(5):
+            clock.advance(1)
+            p.tick()
+    assert again.played == []
+    assert sorted(key for key, why in again.missed if "in doubt" in why) == sorted(rec.played)
