@@ -42,7 +42,7 @@ log = logging.getLogger("loaxa.unit")
 SCHEDULE_LEAD_MARGIN_S = 1.0  # beyond warm-up: time to open the files before air
 MB = 1024 * 1024
 # Records the outbox could not take (a full or read-only disk) wait in memory up to
-# this many; the oldest go first past it, and the count shows in health `faults`.
+# this many; past it events go before playlogs, and the count shows in health `faults`.
 MAX_UNSTORED_RECORDS = 2000
 # When the outbox cannot even be opened, an in-memory one of this size stands in.
 MEMORY_OUTBOX_RECORDS = 5000
@@ -61,7 +61,8 @@ class Records:
     """Writes playlogs and events to the outbox first, then hands them to the link.
 
     When the outbox refuses a record (a full or read-only disk), the record is kept
-    in memory (at most MAX_UNSTORED_RECORDS, oldest dropped first and counted), sent
+    in memory (at most MAX_UNSTORED_RECORDS; past it the oldest event goes first, a
+    playlog only when nothing else is left, each counted in `lost`), sent
     at once when the broker is there, sent again at each reconnect, and put into the
     outbox when the disk takes writes again (`store_unstored`); the collector drops
     the duplicates by `id`. Playback never waits for or stops on a record."""
@@ -90,8 +91,7 @@ class Records:
     def _keep_in_memory(self, topic: str, payload: bytes, kind: str, exc: Exception) -> None:
         with self._unstored_lock:
             if len(self._unstored) >= MAX_UNSTORED_RECORDS:
-                self._unstored.popleft()
-                self.lost += 1
+                self._drop_one()
             self._unstored.append((topic, payload, kind))
         error = exc if isinstance(exc, OSError) else OSError(0, f"outbox: {exc}")
         try:
@@ -99,6 +99,16 @@ class Records:
         except Exception:  # noqa: BLE001 - a record must never stop the caller
             log.exception("could not report an unstored record")
         self._publish_directly(topic, payload)
+
+    def _drop_one(self) -> None:
+        """Make room: the oldest event or reply goes first, a playlog only when nothing else is left."""
+        for i, (_, _, kind) in enumerate(self._unstored):
+            if kind != "playlog":
+                del self._unstored[i]
+                break
+        else:
+            self._unstored.popleft()
+        self.lost += 1
 
     def _publish_directly(self, topic: str, payload: bytes) -> None:
         link = self.link

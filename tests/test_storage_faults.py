@@ -189,3 +189,26 @@ def test_a_restart_while_the_disk_still_refuses_the_ledger_replays_nothing(tmp_p
             p.tick()
     assert again.played == []
     assert sorted(key for key, why in again.missed if "in doubt" in why) == sorted(rec.played)
+
+
+def test_records_the_full_outbox_refuses_wait_in_memory_playlogs_last_to_go(tmp_path):
+    from device.daemon import MAX_UNSTORED_RECORDS, Records
+    from device.messages import Topics
+    from device.outbox import Outbox
+    from tests.support.disk import fill, tmpfs
+    with tmpfs(tmp_path / "state", size="16m") as state:
+        outbox = Outbox(state / "outbox.sqlite")
+        failed = []
+        records = Records(outbox, Topics("loaxa", "u-01"), ManualClock(T), T.tzinfo,
+                          on_store_failed=lambda what, exc: failed.append(what))
+        filler = fill(state)
+        records.playlog({"id": "p-0", "item": "sang", "outcome": "completed"})
+        for n in range(MAX_UNSTORED_RECORDS):
+            records.event("test", f"event {n}")
+        assert records.unstored() == MAX_UNSTORED_RECORDS and records.lost == 1
+        assert len(records.unstored_payloads("playlog")) == 1  # an event went, not the playlog
+        assert set(failed) == {"playlog records", "event records"}
+        filler.unlink()
+        records.store_unstored()  # the storage monitor's call once the disk takes writes
+        assert records.unstored() == 0 and outbox.depth() == MAX_UNSTORED_RECORDS
+        outbox.close()
