@@ -92,6 +92,7 @@ def test_a_big_forward_step_coalesces_instead_of_a_burst(tmp_path):
 
 
 def test_a_unit_started_late_still_hands_over_within_the_lateness_limit(tmp_path):
+    (tmp_path / "fired.json").write_text("{}")  # the run that stored the document wrote its ledger
     clock, rec = ManualClock(T + timedelta(minutes=3)), Recorder()
     p = planner(tmp_path, clock, [schedule([{"id": "sang", "play": ["chime"], "at": "06:00"}])], rec)
     p.tick()
