@@ -20,6 +20,7 @@ import pytest
 
 from loaxa import __version__
 from loaxa.cli import COMMAND_MODULES, build_parser, format_error, main, setup_logging
+from loaxa.cli import COMMANDS as PRODUCT_COMMANDS
 from loaxa.errors import ConfigError, KeyFileError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +165,49 @@ def test_subcommand_help_exits_0(tmp_path):
 
 
 # ---------------------------------------------------------------- loading command modules
+
+# What a command that does not need them must never load: each costs megabytes on a unit.
+HEAVY_PACKAGES = ("paho", "cryptography", "sqlalchemy", "numpy", "apscheduler", "scheduler", "fleet",
+                  "provisioning", "device")
+LOADED_AFTER = ("import runpy, sys\nwatched = set(sys.argv.pop(1).split(','))\n"
+                "try:\n    runpy.run_module('loaxa', run_name='__main__')\n"
+                "except SystemExit:\n    pass\n"
+                "print(sorted({m.split('.')[0] for m in sys.modules} & watched), "
+                "file=sys.stderr)\n")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["media", "prepare", "--help"],
+                                  ["media", "--help"], ["-v", "status", "--help"], ["bogus"]])
+def test_a_command_loads_only_what_it_needs(tmp_path, argv):
+    result = python(LOADED_AFTER, ",".join(HEAVY_PACKAGES), *argv, cwd=tmp_path,
+                    env={"PYTHONPATH": str(ROOT)})
+    assert result.stderr.splitlines()[-1] == "[]", result.stderr
+
+
+def test_media_prepare_runs_without_the_operator_packages(tmp_path):
+    """The whole CLI path of `loaxa media prepare`: only audio (and numpy) come in."""
+    from audio import builtin_wav
+    src = builtin_wav("chime", tmp_path)
+    result = python(LOADED_AFTER, ",".join(HEAVY_PACKAGES), "media", "prepare", str(src), "--out",
+                    str(tmp_path / "out.wav"), cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert result.stdout.startswith("prepared "), result
+    assert result.stderr.splitlines()[-1] == "['numpy']", result.stderr
+
+
+def test_the_help_line_of_each_command_is_the_modules_own():
+    """`loaxa --help` lists commands from COMMANDS without importing them: the lines must agree."""
+    parser = build_parser(COMMAND_MODULES)
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    registered = {action.dest: action.help for action in subparsers._choices_actions}
+    assert registered == {name: summary for name, (_, summary) in PRODUCT_COMMANDS.items()}
+
+
+def test_each_command_parses_with_only_its_own_module():
+    for name in PRODUCT_COMMANDS:
+        assert build_parser(argv=[name, "--help"])._subparsers is not None
+    args = build_parser(argv=["config", "show", "--json"]).parse_args(["config", "show", "--json"])
+    assert args.func.__name__ == "show_config"
+
 
 def test_the_product_registers_the_config_command():
     assert "loaxa.commands.config" in COMMAND_MODULES
