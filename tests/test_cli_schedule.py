@@ -142,6 +142,40 @@ def test_check_json(tmp_path, doc_file):
     assert len(report["warnings"]) == 1
 
 
+def crowded_doc(count: int, at: str = "07:00") -> dict:
+    """`count` daily items all at one time: the worst case for overlap warnings."""
+    d = example_doc()
+    d["items"] = [{"id": f"i{n}", "play": ["chime"], "at": at} for n in range(count)]
+    return d
+
+
+def test_check_of_a_crowded_document_warns_in_proportion_to_its_length(tmp_path):
+    """Every pair of 300 simultaneous items was a warning (44,850 of them, found by comparing
+    every play with every later one); a run of plays warns of each play and the one before it."""
+    path = write_doc(tmp_path, crowded_doc(300))
+    result = loaxa("schedule", "check", path, "--from", "2026-11-30", "--days", "1", "--quiet-hours", "",
+                   "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = json.loads(out(result))["warnings"]
+    assert len(warnings) == 299
+    assert warnings[0].startswith("items i0 and i1 overlap (first at 2026-11-30T07:00:00+07:00)")
+
+
+def test_check_warns_of_plays_inside_a_long_stream_beyond_the_one_before():
+    from loaxa.commands.schedule import find_overlaps
+    from scheduler import occurrences
+    from datetime import datetime
+    d = example_doc()
+    d["items"] = [{"id": "vov1", "stream": "http://radio.example.vn/vov1", "duration_s": 1800,
+                   "fallback": "bt-giam-ngheo", "at": "05:00"},
+                  {"id": "a", "play": ["chime"], "at": "05:10"}, {"id": "b", "play": ["chime"], "at": "05:20"}]
+    schedule = parse_schedule(dump(d))
+    start = datetime.fromisoformat("2026-11-30T00:00:00+07:00")
+    plays = occurrences(schedule, start, start.replace(hour=12))
+    assert [w.split(" (")[0] for w in find_overlaps(plays)] == [
+        "items vov1 and a overlap", "items vov1 and b overlap"]
+
+
 def test_check_refuses_an_invalid_document_in_one_line(tmp_path):
     d = example_doc()
     d["items"][1]["volume"] = 140

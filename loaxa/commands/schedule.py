@@ -242,14 +242,22 @@ def _overlap_end(occurrence) -> datetime:
 
 
 def find_overlaps(plays) -> list[str]:
-    """One warning per pair of items whose plays overlap (see the module doc)."""
+    """One warning per pair of items whose plays overlap (see the module doc).
+
+    Linear in the plays (sorted by time): each play is compared with the play just before
+    it and with the earlier play whose window reaches furthest (a long stream), not with
+    every earlier play, so a crowded document costs no more than its length. A run of plays
+    a, b, c inside one window thus warns of (a, b) and (b, c), enough to show the crowd.
+    """
     pairs: dict[tuple[str, str], list] = {}
-    for i, first in enumerate(plays):
-        end = _overlap_end(first)
-        for second in plays[i + 1:]:
-            if second.at >= end:
-                break
-            pairs.setdefault((first.item.id, second.item.id), []).append(second.at)
+    previous = widest = None
+    for play in plays:
+        for earlier in (previous,) if widest is previous else (previous, widest):
+            if earlier is not None and play.at < _overlap_end(earlier):
+                pairs.setdefault((earlier.item.id, play.item.id), []).append(play.at)
+        if widest is None or _overlap_end(play) >= _overlap_end(widest):
+            widest = play
+        previous = play
     return [_overlap_warning(a, b, times) for (a, b), times in pairs.items()]
 
 
@@ -312,8 +320,11 @@ def _print_check(report: dict, schedule) -> None:
     print(f"  valid {schedule.valid_from} to {schedule.valid_until}, times in {schedule.timezone}; "
           f"{len(schedule.items)} item(s), {len(schedule.media)} media")
     print(f"next plays for {report['days']} day(s) from {report['from']}:")
+    times_of = {}
+    for play in report["plays"]:  # grouped once: a scan per item is quadratic in items
+        times_of.setdefault(play["item"], []).append(play["at"])
     for item in schedule.items:
-        times = [p["at"] for p in report["plays"] if p["item"] == item.id]
+        times = times_of.get(item.id, [])
         print(f"  {_describe_item(item)}")
         for at in times[:MAX_LISTED_PER_ITEM]:
             print(f"    {datetime.fromisoformat(at):%a %Y-%m-%d %H:%M:%S %z}")
