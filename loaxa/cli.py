@@ -105,6 +105,27 @@ def setup_logging(verbose: bool = False, stream=None) -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
+class ZonedFormatter(logging.Formatter):
+    """Log times in a given timezone with its offset (`2026-12-01 06:00:00,123+0700`),
+    whatever the system's zone: a unit's log then reads in the same times as its schedule,
+    playlogs and `loaxa status`, even on an image left at UTC."""
+
+    def __init__(self, fmt: str, zone):
+        super().__init__(fmt)
+        self.zone = zone
+
+    def formatTime(self, record, datefmt=None) -> str:
+        from datetime import datetime
+        when = datetime.fromtimestamp(record.created, self.zone)
+        return f"{when:%Y-%m-%d %H:%M:%S},{int(record.msecs):03d}{when:%z}"
+
+
+def log_in_timezone(zone) -> None:
+    """Switch the lines `setup_logging` set up to `zone` (a tzinfo): the unit's timezone."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(ZonedFormatter(LOG_FORMAT, zone))
+
+
 def format_error(exc: LoaxaError) -> str:
     """`loaxa: error: <message>`; a config with several problems gets one line each.
 

@@ -369,3 +369,27 @@ def test_setup_logging_quiets_chatty_libraries():
 def test_format_error_names_the_type_when_the_message_is_empty():
     assert format_error(KeyFileError()) == "loaxa: error: KeyFileError"
     assert isinstance(build_parser([]), argparse.ArgumentParser)
+
+
+# ---------------------------------------------------------------- the daemon's log times (issue 11, item 13)
+
+def test_the_daemon_logs_in_the_units_timezone_on_a_system_at_utc(tmp_path):
+    """The unit's schedule, playlogs and status read in its zone; its log did in the system's (UTC)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from tests.support.unit import UnitProcess, write_unit_config
+    config = write_unit_config(tmp_path / "unit", unit_id="log-tz-01", groups=["dak-lak"],
+                               broker_url="mqtt://127.0.0.1:9", trust={})
+    env = {k: v for k, v in os.environ.items() if k not in ("LOAXA_DEBUG", "LOAXA_CONFIG")}
+    unit = UnitProcess(config, env=env | {"TZ": "UTC"})
+    try:
+        unit.wait_console("unit log-tz-01 starting")
+    finally:
+        unit.stop()
+    line = next(line for line in unit.console().splitlines() if "unit log-tz-01 starting" in line)
+    stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d{3}(\+0700) INFO ", line)
+    assert stamp, line
+    logged = datetime.strptime(stamp[1] + stamp[2], "%Y-%m-%d %H:%M:%S%z")
+    now = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert abs(now - logged) < timedelta(minutes=2)

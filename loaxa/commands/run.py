@@ -1,7 +1,9 @@
 """`loaxa run`: the unit daemon, or the built-in demo when no config exists."""
 
 import logging
+from zoneinfo import ZoneInfo
 
+from loaxa.cli import log_in_timezone
 from provisioning import find_config, load_config
 
 log = logging.getLogger("loaxa.run")
@@ -25,10 +27,12 @@ def run(args) -> int:
     path = find_config(args.config)
     if path is None:
         cfg = build_demo_config()
+        log_in_timezone(ZoneInfo(cfg.unit.timezone))
         log.info("no config found: running the built-in demo (state in %s)", cfg.unit.state_dir)
         Unit(cfg, after_start=install_demo_schedule).run()
     else:
         cfg = load_config(path)
+        log_in_timezone(ZoneInfo(cfg.unit.timezone))
         log.info("unit %s starting with %s", cfg.unit.id, path)
         Unit(cfg).run()
     return 0
