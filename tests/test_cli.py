@@ -393,3 +393,12 @@ def test_the_daemon_logs_in_the_units_timezone_on_a_system_at_utc(tmp_path):
     logged = datetime.strptime(stamp[1] + stamp[2], "%Y-%m-%d %H:%M:%S%z")
     now = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh"))
     assert abs(now - logged) < timedelta(minutes=2)
+
+
+def test_the_readme_says_how_to_reach_loaxa_and_choose_its_language():
+    """A newcomer after `make run` found no `loaxa` on PATH and no word of LOAXA_LANG."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    venv = re.search(r"^VENV \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)[1]
+    assert f". {venv}/bin/activate" in readme and f"{venv}/bin/loaxa" in readme
+    for variable in ("LOAXA_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):  # what loaxa.i18n reads
+        assert f"`{variable}" in readme or f"/{variable}`" in readme or f"{variable}=" in readme, variable
