@@ -423,3 +423,37 @@ def test_broker_options_refusals(tmp_path, toml, expected):
     with pytest.raises(ConfigError) as info:
         broker_options(_broker_args("--config", config))
     assert expected in str(info.value)
+
+
+# ---- push over what a topic retains (issue 11, item 14) ----
+
+def test_push_of_an_edited_document_under_the_same_version_is_refused(tmp_path, broker, doc_file, keys):
+    """Every unit refused the edit (same id and version, other content) while push said it was published."""
+    key, _, trusted = keys
+    assert loaxa("schedule", "push", doc_file, "--key", key, "--broker", broker.url, cwd=tmp_path).returncode == 0
+    again = loaxa("schedule", "push", doc_file, "--key", key, "--broker", broker.url, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # the same document again: units say "unchanged"
+    d = json.loads(doc_file.read_text(encoding="utf-8"))
+    d["items"][0]["at"] = "06:30"
+    edited = write_doc(tmp_path, d, "edited.json")
+    refused = loaxa("schedule", "push", edited, "--key", key, "--broker", broker.url, cwd=tmp_path)
+    line = assert_one_line_failure(refused, f"{GROUP_TOPIC} retains schedule {DOC_ID} version 3 with other "
+                                            "content", "give it version 4", "--force")
+    assert "published" not in out(refused), line
+    assert parse_schedule(open_envelope(_retained(broker, GROUP_TOPIC)[GROUP_TOPIC], trusted)[0]).items[0].at == "06:00"
+    forced = loaxa("schedule", "push", edited, "--key", key, "--force", "--broker", broker.url, cwd=tmp_path)
+    assert forced.returncode == 0
+    assert "warning: " in forced.stderr.decode() and "publishing anyway (--force)" in forced.stderr.decode()
+    d["version"] = 4
+    newer = write_doc(tmp_path, d, "v4.json")
+    assert loaxa("schedule", "push", newer, "--key", key, "--broker", broker.url, cwd=tmp_path).returncode == 0
+
+
+def test_push_of_a_lower_version_than_retained_is_refused(tmp_path, broker, doc_file, keys):
+    key = keys[0]
+    d = json.loads(doc_file.read_text(encoding="utf-8"))
+    d["version"] = 7
+    assert loaxa("schedule", "push", write_doc(tmp_path, d, "v7.json"), "--key", key, "--to", "unit:dl-easup-iarve-02",
+                 "--broker", broker.url, cwd=tmp_path).returncode == 0
+    refused = loaxa("schedule", "push", doc_file, "--key", key, "--broker", broker.url, cwd=tmp_path)
+    assert_one_line_failure(refused, f"{UNIT_TOPIC} retains schedule {DOC_ID} version 7, newer than this version 3")

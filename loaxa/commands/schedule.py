@@ -126,11 +126,16 @@ def _register_push(commands) -> None:
         "push", help="publish a schedule to units and groups",
         description="Publish FILE retained (QoS 1) to the schedule topic of each --to, by default "
                     "each of the document's targets, and wait for the broker to acknowledge each. "
-                    "An unsigned FILE is signed with --key first; a signed envelope is sent as is.")
+                    "An unsigned FILE is signed with --key first; a signed envelope is sent as is. "
+                    "Refused (unless --force) where a topic already retains this schedule under the "
+                    "same version with other content, or under a higher version: units holding that "
+                    "one would refuse this.")
     p.add_argument("file", metavar="FILE", help="schedule document or signed envelope ('-': stdin)")
     p.add_argument("--key", metavar="KEY.key", help="the operator's private key (for an unsigned FILE)")
     p.add_argument("--to", action="append", type=target_arg, metavar="unit:ID|group:PATH",
                    help="publish to this target's topic (repeatable; must be one of the document's targets)")
+    p.add_argument("--force", action="store_true",
+                   help="publish even over a retained copy of this schedule that units would keep instead")
     add_broker_arguments(p)
     p.set_defaults(func=push)
 
@@ -402,12 +407,45 @@ def _push_targets(schedule, wanted) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def replacement_problem(held, schedule) -> str | None:
+    """Why units holding `held` (what a topic retains) would refuse `schedule`, or None."""
+    if held is None or held.id != schedule.id:
+        return None  # another schedule on this topic: replacing it is what a new one does
+    if held.version > schedule.version:
+        return (f"retains schedule {held.id} version {held.version}, newer than this version "
+                f"{schedule.version}: units that have it refuse this one")
+    if held.version == schedule.version and held.digest != schedule.digest:
+        return (f"retains schedule {held.id} version {held.version} with other content: units that "
+                f"have it refuse an edited document under the same version; give it version "
+                f"{held.version + 1}")
+    return None
+
+
+def _retained_document(options, topic: str):
+    raw = read_retained(options, topic)
+    try:
+        return None if raw is None else parse_schedule(read_envelope(raw).payload)
+    except Rejected:
+        return None  # units refuse it too: nothing of value is replaced
+
+
+def _check_retained(options, topics, schedule, force: bool) -> None:
+    for topic in topics:
+        problem = replacement_problem(_retained_document(options, topic), schedule)
+        if problem is None:
+            continue
+        if not force:
+            raise CommandError(f"{topic} {problem} (or give --force to publish anyway)")
+        print(f"warning: {topic} {problem}; publishing anyway (--force)", file=sys.stderr)
+
+
 def push(args) -> int:
     options = broker_options(args)
     source = read_input(args.file)
     schedule = _parse(source)
     envelope = _envelope_for_push(source, args.key)
     topics = [target_topic(options.topic_prefix, t) for t in _push_targets(schedule, args.to)]
+    _check_retained(options, topics, schedule, args.force)
     publish(options, [(topic, envelope, True) for topic in topics])
     for topic in topics:
         print(f"published schedule {schedule.id} version {schedule.version} (retained) to {topic}")
