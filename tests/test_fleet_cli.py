@@ -166,3 +166,28 @@ def test_the_default_install_carries_the_fleet_database():
     assert DATABASE_PACKAGES["sqlalchemy"][1] in project["dependencies"]
     assert DATABASE_PACKAGES["psycopg"][1] == PSYCOPG_REQUIREMENT
     assert PSYCOPG_REQUIREMENT in project["optional-dependencies"]["fleet"]
+
+
+# ---- the headline coverage is coloured by its value (issue 11, item 14) ----
+
+@pytest.mark.parametrize("completed, targeted, band", [
+    (0, 10, "poor"), (7, 10, "poor"), (8, 10, "fair"), (94, 100, "fair"), (95, 100, "good"), (3, 3, "good"),
+    (0, 0, "none")])
+def test_coverage_bands(completed, targeted, band):
+    from fleet.report_html import coverage_class
+    assert coverage_class(completed, targeted) == band
+
+
+def test_the_html_coverage_figure_is_not_green_at_a_poor_value(capsys, db, tmp_path):
+    """0% (here 50%) was shown in the same green as 100%."""
+    import re
+
+    from fleet.report_html import COVERAGE_BANDS
+    html = tmp_path / "report.html"
+    assert run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w48", *WINDOW, "--html", str(html))[0] == 0
+    page = html.read_text(encoding="utf-8")
+    figure = re.search(r'<span class="big (\w+)">([^<]+)</span>', page)
+    assert figure and figure.groups() == ("poor", "50.0%")
+    colours = {name: colour for _, name, colour in COVERAGE_BANDS}
+    assert f".poor{{color:{colours['poor']}}}" in page and colours["poor"] != colours["good"]
+    assert "<td class=poor>50.0%</td>" in page
