@@ -194,6 +194,16 @@ def test_media_prepare_runs_without_the_operator_packages(tmp_path):
     assert result.stderr.splitlines()[-1] == "['numpy']", result.stderr
 
 
+def test_the_preparing_child_loads_only_what_preparing_needs(tmp_path):
+    """`python -m audio.preparation` (the unit's preparing child, beside the daemon and
+    ffmpeg) loaded the player, the stream relay and the ALSA sink through `audio/__init__`."""
+    code = "import json, sys, audio.preparation; print(json.dumps([m for m in sys.modules if m.startswith('audio.')]))"
+    result = python(code, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    loaded = json.loads(result.stdout)
+    assert not {"audio.player", "audio.stream", "audio.alsa", "audio.builtin"} & set(loaded), loaded
+    assert "audio.preparation" in loaded
+
+
 def test_the_help_line_of_each_command_is_the_modules_own():
     """`loaxa --help` lists commands from COMMANDS without importing them: the lines must agree."""
     parser = build_parser(COMMAND_MODULES)
