@@ -7,8 +7,8 @@ under `ceiling_dbtp` (-1.5 dBTP). Gain alone cannot promise both for speech, who
 peaks sit 15-20 dB above its loudness, so the peaks that the gain would push over
 the ceiling are limited (`loudness.TruePeakLimiter`).
 
-Two passes, each ffmpeg decoding the file to float PCM on a pipe that Python reads
-one second at a time: the first measures, the second applies gain and limiter and
+Two passes, each decoding the file to PCM that Python takes one second at a time
+(with PyAV in this process, `audio/libav.py`, else the ffmpeg command on a pipe): the first measures, the second applies gain and limiter and
 writes the WAV. Memory stays flat whatever the length (a second of audio, plus one
 float per 100 ms for the meter), and decoding twice costs less than writing and
 re-reading a temporary copy on a Pi's SD card. The result is written beside `dst`
@@ -34,6 +34,12 @@ from .ffmpeg import (PcmDecoder, _check_length, _commit, _decode_limit, _temp_be
                      duration_is_estimated, probe_file)
 from .isolated import EXIT_MEDIA_ERROR, PrepareCancelled
 from .loudness import LoudnessMeter, TruePeakLimiter, db_to_gain, gain_to_db, loudness_after, plan_gain
+
+try:  # FFmpeg's libraries in this process: no ffmpeg/ffprobe process beside it (audio/libav.py)
+    from .libav import LibavDecoder as Decoder
+    from .libav import probe_file as probe
+except ImportError:  # no PyAV wheel for this platform: the same decode by the ffmpeg command
+    Decoder, probe = PcmDecoder, probe_file
 
 __all__ = ["CEILING_DBTP", "DEFAULT_LUFS", "PREPARE_VERSION", "PrepareCancelled", "Prepared", "prepare"]
 
@@ -93,13 +99,13 @@ def prepare(src, dst, *, lufs: float = DEFAULT_LUFS, ceiling_dbtp: float = CEILI
     """
     src, dst = Path(src), Path(dst)
     _check_settings(lufs, ceiling_dbtp, fmt)
-    probe = probe_file(src)
-    _check_length(src, probe.duration, max_seconds)
-    deadline = time.monotonic() + TIMEOUT_BASE_S + TIMEOUT_PER_AUDIO_S * (probe.duration or 3600.0)
+    found = probe(src)
+    _check_length(src, found.duration, max_seconds)
+    deadline = time.monotonic() + TIMEOUT_BASE_S + TIMEOUT_PER_AUDIO_S * (found.duration or 3600.0)
     job = _Job(src, fmt, _decode_limit(max_seconds), cancel, deadline)
-    meter = job.measure(_measuring_rate(probe.rate, fmt.rate))
+    meter = job.measure(_measuring_rate(found.rate, fmt.rate))
     _check_length(src, meter.seconds, max_seconds)
-    _check_truncation(src, probe.duration, meter.seconds)
+    _check_truncation(src, found.duration, meter.seconds)
     input_lufs = meter.integrated()
     if input_lufs is None:
         raise MediaError(f"{src.name}: silent (no audio above -70 LUFS)")
@@ -179,7 +185,7 @@ class _Job:
 
     def _blocks(self, fmt: PcmFormat, sample_format: str):
         """Float32 blocks shaped (frames, channels) of one decode of the whole source."""
-        with PcmDecoder(self.src, fmt, sample_format=sample_format, limit_s=self.limit_s) as decoder:
+        with Decoder(self.src, fmt, sample_format=sample_format, limit_s=self.limit_s) as decoder:
             size = round(BLOCK_S * fmt.rate) * decoder.bytes_per_frame
             while data := decoder.read(size):
                 self._check_go_on()
