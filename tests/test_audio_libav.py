@@ -11,6 +11,8 @@ import pytest
 from audio._api import PcmFormat
 from audio.ffmpeg import PcmDecoder
 from audio.ffmpeg import probe_file as ffprobe_file
+from loaxa.errors import MediaError
+from tests.support.bad_media import REASONS
 from tests.support.media import make_tone, wav_duration
 from tests.support.unit import ROOT
 
@@ -70,3 +72,23 @@ def test_preparing_needs_no_ffmpeg_process(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert wav_duration(out) == pytest.approx(4.0, abs=0.05)
+
+
+def test_both_decoders_prepare_the_same_file(tmp_path):
+    from audio.preparation import prepare
+    src = make_tone(tmp_path / "bulletin", 6.0, codec_ext="mp3", channels=2, level_dbfs=-20.0)
+    command = prepare(src, tmp_path / "command.wav", decoder="command")
+    ours = prepare(src, tmp_path / "ours.wav", decoder="in-process")
+    assert (tmp_path / "command.wav").read_bytes() == (tmp_path / "ours.wav").read_bytes()
+    assert ours.as_dict() | {"path": ""} == command.as_dict() | {"path": ""}
+
+
+@pytest.mark.parametrize("case", sorted(REASONS))
+def test_bad_media_gives_the_same_plain_reason_in_process(tmp_path, case):
+    from audio.preparation import prepare
+    make, expected = REASONS[case]
+    src = make(tmp_path)
+    with pytest.raises(MediaError) as caught:
+        prepare(src, tmp_path / "out.wav", max_seconds=10800, decoder="in-process")
+    assert expected in str(caught.value) and src.name in str(caught.value)
+    assert not (tmp_path / "out.wav").exists()
