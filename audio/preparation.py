@@ -17,6 +17,7 @@ and renamed over it, so `dst` is absent, the old file, or the complete new one.
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -36,19 +37,25 @@ from .ffmpeg import (PcmDecoder, _check_length, _commit, _decode_limit, _temp_be
 from .isolated import EXIT_MEDIA_ERROR, PrepareCancelled
 from .loudness import LoudnessMeter, TruePeakLimiter, db_to_gain, gain_to_db, loudness_after, plan_gain
 
-# How a file is probed and decoded: (probe, decoder class). "command": ffprobe, then ffmpeg
-# on a pipe, decoding on another core while numpy works (the faster). "in-process": FFmpeg's
-# libraries through PyAV (audio/libav.py), no second process of ~52 MB: what the unit's
-# preparing child uses, where the unit's whole process tree counts (docs/performance.md).
-# Both run the same filter chain and give the same samples.
-DECODERS = {"command": (probe_file, PcmDecoder)}
-try:
-    from .libav import LibavDecoder
-    from .libav import probe_file as libav_probe_file
-    DECODERS["in-process"] = (libav_probe_file, LibavDecoder)
-except ImportError:  # no PyAV wheel for this platform: the child runs the command too
-    pass
-CHILD_DECODER = "in-process" if "in-process" in DECODERS else "command"
+# How a file is probed and decoded. "command": ffprobe, then ffmpeg on a pipe, decoding on
+# another core while numpy works (the faster). "in-process": FFmpeg's libraries through
+# PyAV (audio/libav.py), no second process of ~52 MB: what the unit's preparing child
+# uses, where the unit's whole process tree counts (docs/performance.md). Both run the
+# same filter chain and give the same samples. PyAV is imported only when used: beside
+# an ffmpeg process it would only add its 24 MB.
+DECODERS = ("command", "in-process")
+
+
+def _decoding(decoder: str):
+    """(probe, decoder class) for a key of DECODERS."""
+    if decoder == "in-process":
+        from .libav import LibavDecoder, probe_file as libav_probe_file
+        return libav_probe_file, LibavDecoder
+    return probe_file, PcmDecoder
+
+
+# Where no PyAV wheel installs, the child runs the command too.
+CHILD_DECODER = "in-process" if importlib.util.find_spec("av") is not None else "command"
 
 __all__ = ["CEILING_DBTP", "DEFAULT_LUFS", "PREPARE_VERSION", "PrepareCancelled", "Prepared", "prepare"]
 
@@ -109,7 +116,7 @@ def prepare(src, dst, *, lufs: float = DEFAULT_LUFS, ceiling_dbtp: float = CEILI
     """
     src, dst = Path(src), Path(dst)
     _check_settings(lufs, ceiling_dbtp, fmt)
-    probe, decoder_class = DECODERS[decoder]
+    probe, decoder_class = _decoding(decoder)
     found = probe(src)
     _check_length(src, found.duration, max_seconds)
     deadline = time.monotonic() + TIMEOUT_BASE_S + TIMEOUT_PER_AUDIO_S * (found.duration or 3600.0)
@@ -236,7 +243,7 @@ def main(argv=None) -> int:
     parser.add_argument("--lufs", type=float, default=DEFAULT_LUFS)
     parser.add_argument("--ceiling", type=float, default=CEILING_DBTP)
     parser.add_argument("--max-seconds", type=float, default=None)
-    parser.add_argument("--decoder", choices=sorted(DECODERS), default=CHILD_DECODER)
+    parser.add_argument("--decoder", choices=DECODERS, default=CHILD_DECODER)
     args = parser.parse_args(argv)
     try:
         result = prepare(args.src, args.dst, lufs=args.lufs, ceiling_dbtp=args.ceiling,

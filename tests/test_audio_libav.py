@@ -92,3 +92,14 @@ def test_bad_media_gives_the_same_plain_reason_in_process(tmp_path, case):
         prepare(src, tmp_path / "out.wav", max_seconds=10800, decoder="in-process")
     assert expected in str(caught.value) and src.name in str(caught.value)
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_the_command_decoder_does_not_carry_pyav(tmp_path):
+    """`audio.prepare` with the ffmpeg command (an operator's `loaxa media prepare`) must not
+    load PyAV too: 24 MB for nothing beside the ffmpeg process."""
+    code = ("import sys; from audio import prepare; prepare(sys.argv[1], sys.argv[2]); "
+            "print('av' in sys.modules)")
+    src = make_tone(tmp_path / "bulletin", 1.0, codec_ext="mp3")
+    done = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "out.wav")], cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
