@@ -148,7 +148,10 @@ class LibavDecoder:
             nbytes = min(nbytes, self._left)
         chunks, have = [self._pending] if self._pending else [], len(self._pending)
         while have < nbytes:
-            chunk = next(self._frames, None)
+            try:
+                chunk = next(self._frames, None)
+            except av.error.FFmpegError as exc:  # the file itself failed (I/O), not one frame
+                raise MediaError(f"{self.name}: cannot decode ({_reason(exc)})") from exc
             if chunk is None:
                 break
             chunks.append(chunk)

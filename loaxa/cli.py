@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+from datetime import datetime
 from types import ModuleType
 
 from loaxa import __version__
@@ -115,7 +116,6 @@ class ZonedFormatter(logging.Formatter):
         self.zone = zone
 
     def formatTime(self, record, datefmt=None) -> str:
-        from datetime import datetime
         when = datetime.fromtimestamp(record.created, self.zone)
         return f"{when:%Y-%m-%d %H:%M:%S},{int(record.msecs):03d}{when:%z}"
 
