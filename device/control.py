@@ -2,7 +2,8 @@
 
 A Unix stream socket, `control.sock` in `state_dir`, mode 0660 (the daemon's user and
 group; the state folder's own mode decides who can reach it at all). The protocol is
-newline-delimited JSON: each request line `{"op": "status"}` gets one response line,
+newline-delimited JSON: each request line `{"op": "status", "lang": "en"}` gets one
+response line (its texts in `lang`, the asker's language, when given),
 the handler's dict as it is, or `{"ok": false, "error": "..."}` when the request is
 bad or the handler failed. A connection may carry several requests; the server
 closes it after CONNECTION_TIMEOUT_S of silence.
@@ -32,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from loaxa.errors import LoaxaError
+from loaxa.i18n import current_language, language
 
 __all__ = ["CONTROL_SOCKET", "ControlError", "ControlServer", "control_path", "control_request"]
 
@@ -235,7 +237,8 @@ class ControlServer:
         if handler is None:
             return _error(f"unknown op {op!r} (known: {', '.join(sorted(self._handlers))})")
         try:
-            result = handler()
+            with language(request.get("lang")):
+                result = handler()
             if not isinstance(result, dict):
                 raise TypeError(f"handler returned {type(result).__name__}, not a dict")
             json.dumps(result)
@@ -328,7 +331,7 @@ def control_request(state_dir, op: str, timeout: float = 5.0) -> dict | None:
 
 
 def _exchange(sock: socket.socket, path: Path, op: str) -> dict:
-    sock.sendall(_encode({"op": op}))
+    sock.sendall(_encode({"op": op, "lang": current_language()}))
     sock.shutdown(socket.SHUT_WR)
     data = b""
     while not data.endswith(b"\n"):

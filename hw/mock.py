@@ -416,7 +416,7 @@ class MockHardware(HardwareFactory):
         return MockSpeaker(self.output_dir, self.timeline, self.clock, self.speed)
 
     def _make_probes(self) -> MockProbes:
-        return MockProbes(self.timeline)
+        return MockProbes(self.timeline, clock=self.clock)
 
     def _simulated_port(self, kind: str) -> str | None:
         from .sim import AmplifierSimulator, GpsSimulator, ModemSimulator
