@@ -56,14 +56,14 @@ class TrackRecorder:
         if self._last is not None and not self._due(ts, lat, lon):
             return False
         point = [int(ts), round(lat, 6), round(lon, 6), round(speed_kmh or 0.0, 1)]
-        self._last = point
+        self._last = (ts, lat, lon)  # unrounded: distances are measured from where it was
         self._points.append(point)
         if len(self._points) >= self.batch_points:
             self._seal()
         return True
 
     def _due(self, ts: float, lat: float, lon: float) -> bool:
-        last_ts, last_lat, last_lon, _ = self._last
+        last_ts, last_lat, last_lon = self._last
         if ts < last_ts:
             return False  # an older fix (or a clock stepped back): the track stays in order
         return (ts - last_ts >= self.min_interval_s
