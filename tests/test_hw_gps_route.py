@@ -166,3 +166,16 @@ def test_a_route_read_back_by_the_receiver_enters_once_despite_jitter(tmp_path):
         if event:
             events.append(event)
     assert events == ["entered", "left"]
+
+
+def test_the_mock_gps_drives_loaxa_demo_route(tmp_path, monkeypatch, caplog):
+    (tmp_path / "r.json").write_text('{"waypoints": [[12.7, 108.05, 30], [12.71, 108.05, 0]], "faults": "lost@5+5"}')
+    monkeypatch.setenv("LOAXA_DEMO_ROUTE", str(tmp_path / "r.json"))
+    with MockHardware(tmp_path / "a", gps_interval_s=0.05) as hw:
+        hw.gps(None)
+        sim = hw.simulators["gps"]
+        assert sim.route is not None and sim.faults == (RouteFault("lost", 5, 5),)
+    monkeypatch.setenv("LOAXA_DEMO_ROUTE", str(tmp_path / "missing.json"))
+    with MockHardware(tmp_path / "b", gps_interval_s=0.05) as hw:
+        assert hw.gps(None).wait_for_fix(5) is not None and hw.simulators["gps"].route is None
+    assert "LOAXA_DEMO_ROUTE" in caplog.text and "fixed position" in caplog.text
