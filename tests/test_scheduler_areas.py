@@ -151,3 +151,14 @@ def test_a_star_shaped_outline_is_simple_and_contains_its_centre(n, lat, lon, se
 def test_segments_cross_is_symmetric(points):
     a, b, c, d = points
     assert segments_cross(a, b, c, d) == segments_cross(c, d, a, b) == segments_cross(b, a, d, c)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 8)), min_size=3, max_size=9, unique=True))
+def test_the_sweep_finds_a_crossing_exactly_when_brute_force_does(points):
+    from scheduler.areas import first_crossing
+
+    n = len(points)
+    brute = any(segments_cross(points[i], points[(i + 1) % n], points[j], points[(j + 1) % n])
+                for i in range(n) for j in range(i + 1, n) if not (j - i == 1 or j - i == n - 1))
+    assert (first_crossing(points) is not None) == brute
