@@ -78,7 +78,16 @@ class Polygon:
         return [self.project(lat, lon) for lat, lon in self.points]
 
     def contains(self, lat: float, lon: float) -> bool:
-        return _ray_cast(self.project(lat, lon), self._ring)
+        x, y = point = self.project(lat, lon)
+        west, south, east, north = self._bounds
+        if not (west <= x <= east and south <= y <= north):
+            return False  # most fixes of a drive are far from most areas: skip the sides
+        return _ray_cast(point, self._ring)
+
+    @cached_property
+    def _bounds(self) -> tuple[float, float, float, float]:
+        xs, ys = [p[0] for p in self._ring], [p[1] for p in self._ring]
+        return min(xs), min(ys), max(xs), max(ys)
 
     def distance_m(self, lat: float, lon: float) -> float:
         """Metres to the nearest side: 0 inside, else how far outside."""
