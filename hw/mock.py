@@ -434,7 +434,7 @@ class MockHardware(HardwareFactory):
             sim = AmplifierSimulator(link_path=link, boot_s=self.amp_boot_s, mains=self._mains_on,
                                      mains_poll_s=None, timeline=self.timeline)
         elif kind == "gps":
-            sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s)
+            sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s, **_route_from_env())
         else:
             sim = ModemSimulator(link_path=link)
         self.simulators[kind] = sim.start()
@@ -460,3 +460,23 @@ class MockHardware(HardwareFactory):
         self.timeline.close()
         if self._sim_dir is not None:
             shutil.rmtree(self._sim_dir, ignore_errors=True)
+
+
+ROUTE_ENV = "LOAXA_DEMO_ROUTE"
+
+
+def _route_from_env() -> dict:
+    """`$LOAXA_DEMO_ROUTE` (a GPX file, or JSON waypoints and faults: `hw.sim.route`) makes
+    the mock GPS drive that route from the unit's start; unreadable, the GPS stays put and
+    the log says why (a demo's stray variable must not stop the unit)."""
+    path = os.environ.get(ROUTE_ENV)
+    if not path:
+        return {}
+    from .sim.route import RouteError, load_route
+
+    try:
+        route, faults = load_route(path)
+    except RouteError as exc:
+        log.error("%s: %s; the simulated GPS stays at a fixed position", ROUTE_ENV, exc)
+        return {}
+    return {"route": route, "faults": faults}

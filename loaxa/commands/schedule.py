@@ -301,6 +301,7 @@ def _check_report(schedule, source: Input, signature: str, args) -> dict:
     warnings = _validity_warnings(schedule, start) + find_overlaps(plays)
     warnings += [f"{line}; a unit with these quiet hours refuses the document"
                  for line in quiet_hours_conflicts(schedule, args.quiet_hours)]
+    warnings += _area_warnings(schedule)
     return {
         "valid": True, "file": source.name, "id": schedule.id, "version": schedule.version,
         "signed": source.envelope is not None, "key": source.key_name, "signature": signature,
@@ -308,8 +309,59 @@ def _check_report(schedule, source: Input, signature: str, args) -> dict:
         "valid_from": schedule.valid_from.isoformat(), "valid_until": schedule.valid_until.isoformat(),
         "from": start.isoformat(), "days": args.days,
         "plays": [{"item": o.item.id, "at": o.at.isoformat(), "priority": o.item.priority} for o in plays],
+        "areas": {area_id: area.as_dict() for area_id, area in schedule.areas.items()},
+        "windows": _area_windows(schedule, start, start + timedelta(days=args.days)),
         "warnings": warnings,
     }
+
+
+# ---- area items (SPEC "Mobile units") ----
+
+def _area_windows(schedule, start, end) -> list[dict]:
+    from scheduler.area_plan import windows
+
+    return [{"item": w.item.id, "area": w.item.where, "from": w.start.isoformat(), "until": w.end.isoformat(),
+             "priority": w.item.priority, "every_s": w.item.every_s, "max_plays": w.item.max_plays}
+            for w in windows(schedule, start, end)]
+
+
+def _area_warnings(schedule) -> list[str]:
+    used = {item.where for item in schedule.items if item.is_area}
+    return [f"area {area_id} is not used by any item" for area_id in schedule.areas if area_id not in used]
+
+
+def _hhmm(moment) -> str:
+    return moment.strftime("%H:%M:%S" if moment.second else "%H:%M")
+
+
+def _seconds_text(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def _describe_area(area_id: str, area) -> str:
+    from scheduler.areas import Circle
+
+    if isinstance(area, Circle):
+        return f"{area_id}: circle of {area.r_m:g} m around {area.lat:.5f}, {area.lon:.5f}"
+    return f"{area_id}: polygon of {len(area.points)} points, {area.area_m2() / 1e6:.2f} km2"
+
+
+def _print_areas(report: dict, schedule) -> None:
+    if not schedule.areas:
+        return
+    print("areas (an area item plays while the vehicle is inside, within its window):")
+    for area_id, area in schedule.areas.items():
+        print(f"  {_describe_area(area_id, area)}")
+    if not any(item.is_area for item in schedule.items):
+        return
+    print(f"area windows for {report['days']} day(s) from {report['from']}:")
+    for w in report["windows"][:MAX_LISTED_PER_ITEM * 5]:
+        start, end = datetime.fromisoformat(w["from"]), datetime.fromisoformat(w["until"])
+        print(f"  {w['item']} in {w['area']}: {start:%a %Y-%m-%d} {_hhmm(start)}-{_hhmm(end)} {start:%z}")
+    if len(report["windows"]) > MAX_LISTED_PER_ITEM * 5:
+        print(f"  ... and {len(report['windows']) - MAX_LISTED_PER_ITEM * 5} more")
+    if not report["windows"]:
+        print("  (no windows in this period)")
 
 
 def _describe_item(item) -> str:
@@ -318,7 +370,11 @@ def _describe_item(item) -> str:
         sound += f", fallback {item.fallback}" if item.fallback else ""
     else:
         sound = ", ".join(item.play) + (f" x{item.repeat}" if item.repeat > 1 else "")
-    when = f"at {item.at}" if item.once_at else f"{item.at} on {_days_text(item.days)}"
+    if item.is_area:
+        when = (f"in area {item.where} {_hhmm(item.window_from)}-{_hhmm(item.window_until)} on "
+                f"{_days_text(item.days)}, every {_seconds_text(item.every_s)}, at most {item.max_plays} a day")
+    else:
+        when = f"at {item.at}" if item.once_at else f"{item.at} on {_days_text(item.days)}"
     return f"{item.id} ({item.priority}; {when}; {sound})"
 
 
@@ -343,8 +399,9 @@ def _print_check(report: dict, schedule) -> None:
             print(f"    {datetime.fromisoformat(at):%a %Y-%m-%d %H:%M:%S %z}")
         if len(times) > MAX_LISTED_PER_ITEM:
             print(f"    ... and {len(times) - MAX_LISTED_PER_ITEM} more")
-        if not times:
+        if not times and not item.is_area:
             print("    (no plays in this window)")
+    _print_areas(report, schedule)
     for warning in report["warnings"]:
         print(f"warning: {warning}")
 
