@@ -445,13 +445,12 @@ class Unit:
     def _recorded(self, occurrences) -> set:
         """The keys of `occurrences` a playlog already waits for in the outbox (the
         planner's cross-check when its ledger was lost)."""
-        wanted = {(o.schedule_id, o.version, o.item.id, o.at.timestamp()): o.key for o in occurrences}
+        wanted = {(o.schedule_id, o.item.id, o.at.timestamp()): o.key for o in occurrences}
         found = set()
         for payload in self._playlogs_waiting():
             try:
                 doc = json.loads(payload)
-                key = (doc["schedule"], doc["version"], doc["item"],
-                       datetime.fromisoformat(doc["scheduled_at"]).timestamp())
+                key = (doc["schedule"], doc["item"], datetime.fromisoformat(doc["scheduled_at"]).timestamp())
             except (ValueError, KeyError, TypeError):
                 continue
             if key in wanted:

@@ -206,7 +206,7 @@ class Planner:
     def _load_fired(self) -> dict:
         try:
             raw = json.loads(self._fired_path.read_text("utf-8"))
-            fired = {str(key): datetime.fromisoformat(at) for key, at in raw.items()}
+            fired = {_current_key(str(key)): datetime.fromisoformat(at) for key, at in raw.items()}
             if any(at.tzinfo is None for at in fired.values()):
                 raise ValueError("a time without its UTC offset")
             return fired
@@ -252,3 +252,10 @@ class Planner:
     @property
     def unsaved(self) -> bool:
         return self._unsaved
+
+
+def _current_key(key: str) -> str:
+    """Ledgers written by earlier releases keyed a play with its document's version too
+    (`id|version|item|at`); read them as today's `id|item|at`, so an update never replays."""
+    parts = key.split("|")
+    return "|".join((parts[0], *parts[2:])) if len(parts) == 4 else key

@@ -47,8 +47,9 @@ class Occurrence:
 
     @property
     def key(self) -> str:
-        """Stable across re-planning: the same play always has the same key."""
-        return f"{self.schedule_id}|{self.version}|{self.item.id}|{self.at.isoformat()}"
+        """Stable across re-planning and across versions of the document: a new version
+        that keeps an item at the same time names the same play (it must not play again)."""
+        return f"{self.schedule_id}|{self.item.id}|{self.at.isoformat()}"
 
 
 def _order(occurrence: Occurrence):

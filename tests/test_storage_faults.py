@@ -47,7 +47,7 @@ def test_an_occurrence_is_handed_over_when_its_ledger_cannot_be_saved(tmp_path, 
             clock.advance(1)
             p.tick()
         # Both played, although no write reached the disk; the fault was reported each time.
-        assert [k.split("|")[2] for k in rec.played] == ["sang", "trua"] and rec.missed == []
+        assert [k.split("|")[1] for k in rec.played] == ["sang", "trua"] and rec.missed == []
         assert failed and all(what == "fired.json" for what, _ in failed)
         assert json.loads((tmp_path / "fired.json").read_text()) == {}  # the old file, never half
         assert p.unsaved
