@@ -44,9 +44,28 @@ def builtin_wav(name: str, folder) -> Path:
     if name not in BUILTIN:
         raise MediaError(f"unknown built-in media: {name!r} (known: {', '.join(BUILTIN)})")
     path = Path(folder) / _file_name(name)
-    if not path.exists():
+    if path.exists():
+        return path
+    try:
         atomic_write(path, _wav_bytes(_samples(name)))
+    except OSError:
+        # A full or read-only media disk must not silence the chime before an emergency:
+        # write it to memory-backed storage instead (it is 1-2 MB, made again next start).
+        path = _spare_folder() / _file_name(name)
+        if not path.exists():
+            atomic_write(path, _wav_bytes(_samples(name)))
     return path
+
+
+_spare = []  # the one memory-backed folder of this process, made on first need
+
+
+def _spare_folder() -> Path:
+    if not _spare:
+        import tempfile
+        shm = Path("/dev/shm")
+        _spare.append(Path(tempfile.mkdtemp(prefix="loaxa-builtin-", dir=shm if shm.is_dir() else None)))
+    return _spare[0]
 
 
 def _file_name(name: str) -> str:

@@ -7,8 +7,9 @@ under `ceiling_dbtp` (-1.5 dBTP). Gain alone cannot promise both for speech, who
 peaks sit 15-20 dB above its loudness, so the peaks that the gain would push over
 the ceiling are limited (`loudness.TruePeakLimiter`).
 
-Two passes, each ffmpeg decoding the file to float PCM on a pipe that Python reads
-one second at a time: the first measures, the second applies gain and limiter and
+Two passes, each decoding the file to PCM that Python takes one second at a time
+(the ffmpeg command on a pipe; in the unit's preparing child, PyAV in the process:
+see DECODERS): the first measures, the second applies gain and limiter and
 writes the WAV. Memory stays flat whatever the length (a second of audio, plus one
 float per 100 ms for the meter), and decoding twice costs less than writing and
 re-reading a temporary copy on a Pi's SD card. The result is written beside `dst`
@@ -16,6 +17,7 @@ and renamed over it, so `dst` is absent, the old file, or the complete new one.
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -34,6 +36,26 @@ from .ffmpeg import (PcmDecoder, _check_length, _commit, _decode_limit, _temp_be
                      duration_is_estimated, probe_file)
 from .isolated import EXIT_MEDIA_ERROR, PrepareCancelled
 from .loudness import LoudnessMeter, TruePeakLimiter, db_to_gain, gain_to_db, loudness_after, plan_gain
+
+# How a file is probed and decoded. "command": ffprobe, then ffmpeg on a pipe, decoding on
+# another core while numpy works (the faster). "in-process": FFmpeg's libraries through
+# PyAV (audio/libav.py), no second process of ~52 MB: what the unit's preparing child
+# uses, where the unit's whole process tree counts (docs/performance.md). Both run the
+# same filter chain and give the same samples. PyAV is imported only when used: beside
+# an ffmpeg process it would only add its 24 MB.
+DECODERS = ("command", "in-process")
+
+
+def _decoding(decoder: str):
+    """(probe, decoder class) for a key of DECODERS."""
+    if decoder == "in-process":
+        from .libav import LibavDecoder, probe_file as libav_probe_file
+        return libav_probe_file, LibavDecoder
+    return probe_file, PcmDecoder
+
+
+# Where no PyAV wheel installs, the child runs the command too.
+CHILD_DECODER = "in-process" if importlib.util.find_spec("av") is not None else "command"
 
 __all__ = ["CEILING_DBTP", "DEFAULT_LUFS", "PREPARE_VERSION", "PrepareCancelled", "Prepared", "prepare"]
 
@@ -84,22 +106,24 @@ class Prepared:
 
 def prepare(src, dst, *, lufs: float = DEFAULT_LUFS, ceiling_dbtp: float = CEILING_DBTP,
             fmt: PcmFormat = OUTPUT_FORMAT, max_seconds: float | None = None,
-            cancel: threading.Event | None = None) -> Prepared:
+            cancel: threading.Event | None = None, decoder: str = "command") -> Prepared:
     """Decode `src`, bring it to `lufs` under `ceiling_dbtp`, write a WAV in `fmt` at `dst`.
 
     Raises MediaError (one plain line naming the file) for a missing, empty or
     unreadable file, no audio stream, an unsupported codec, audio longer than
     `max_seconds`, a truncated file, or silence; PrepareCancelled when `cancel` is set.
+    `decoder` is a key of DECODERS.
     """
     src, dst = Path(src), Path(dst)
     _check_settings(lufs, ceiling_dbtp, fmt)
-    probe = probe_file(src)
-    _check_length(src, probe.duration, max_seconds)
-    deadline = time.monotonic() + TIMEOUT_BASE_S + TIMEOUT_PER_AUDIO_S * (probe.duration or 3600.0)
-    job = _Job(src, fmt, _decode_limit(max_seconds), cancel, deadline)
-    meter = job.measure(_measuring_rate(probe.rate, fmt.rate))
+    probe, decoder_class = _decoding(decoder)
+    found = probe(src)
+    _check_length(src, found.duration, max_seconds)
+    deadline = time.monotonic() + TIMEOUT_BASE_S + TIMEOUT_PER_AUDIO_S * (found.duration or 3600.0)
+    job = _Job(src, fmt, _decode_limit(max_seconds), cancel, deadline, decoder_class)
+    meter = job.measure(_measuring_rate(found.rate, fmt.rate))
     _check_length(src, meter.seconds, max_seconds)
-    _check_truncation(src, probe.duration, meter.seconds)
+    _check_truncation(src, found.duration, meter.seconds)
     input_lufs = meter.integrated()
     if input_lufs is None:
         raise MediaError(f"{src.name}: silent (no audio above -70 LUFS)")
@@ -148,8 +172,8 @@ def _check_truncation(src: Path, declared: float | None, decoded: float) -> None
 class _Job:
     """The two passes over one source, each a fresh ffmpeg decoding it to float PCM."""
 
-    def __init__(self, src: Path, fmt: PcmFormat, limit_s, cancel, deadline: float):
-        self.src, self.fmt, self.limit_s = src, fmt, limit_s
+    def __init__(self, src: Path, fmt: PcmFormat, limit_s, cancel, deadline: float, decoder_class=PcmDecoder):
+        self.src, self.fmt, self.limit_s, self.decoder_class = src, fmt, limit_s, decoder_class
         self.cancel, self.deadline = cancel, deadline
 
     def measure(self, rate: int) -> LoudnessMeter:
@@ -179,7 +203,7 @@ class _Job:
 
     def _blocks(self, fmt: PcmFormat, sample_format: str):
         """Float32 blocks shaped (frames, channels) of one decode of the whole source."""
-        with PcmDecoder(self.src, fmt, sample_format=sample_format, limit_s=self.limit_s) as decoder:
+        with self.decoder_class(self.src, fmt, sample_format=sample_format, limit_s=self.limit_s) as decoder:
             size = round(BLOCK_S * fmt.rate) * decoder.bytes_per_frame
             while data := decoder.read(size):
                 self._check_go_on()
@@ -219,10 +243,11 @@ def main(argv=None) -> int:
     parser.add_argument("--lufs", type=float, default=DEFAULT_LUFS)
     parser.add_argument("--ceiling", type=float, default=CEILING_DBTP)
     parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--decoder", choices=DECODERS, default=CHILD_DECODER)
     args = parser.parse_args(argv)
     try:
         result = prepare(args.src, args.dst, lufs=args.lufs, ceiling_dbtp=args.ceiling,
-                         max_seconds=args.max_seconds)
+                         max_seconds=args.max_seconds, decoder=args.decoder)
     except MediaError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_MEDIA_ERROR

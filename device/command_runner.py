@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from device.commands import CommandGate, RefusalReporter, peek_command_id, reply_doc
 from loaxa.errors import DocumentError, Rejected
-from loaxa.fsio import atomic_write
+from loaxa.fsio import atomic_write, quarantine
 from scheduler import command_play
 
 log = logging.getLogger("loaxa.commands")
@@ -63,7 +63,8 @@ class CommandRunner:
         self.gate = CommandGate(cfg.unit.state_dir / "commands", trusted=unit.trust_keeper.authority,
                                 unit_id=cfg.unit.id, groups=cfg.unit.groups, prefix=cfg.broker.topic_prefix,
                                 emergency_playing=self._emergency_playing,
-                                clock_trusted=lambda: unit.clockwatch.trusted)
+                                clock_trusted=lambda: unit.clockwatch.trusted,
+                                on_write_failed=unit._write_failed, on_corrupt=unit._state_file_corrupt)
         self.refusals = {
             "command.rejected": RefusalReporter(unit.clock.monotonic, burst=REFUSALS_PER_MINUTE),
             "schedule.rejected": RefusalReporter(unit.clock.monotonic, burst=SCHEDULE_REFUSALS_PER_MINUTE),
@@ -254,8 +255,13 @@ class CommandRunner:
 
     def _set_volume(self, command):
         self._apply_volume(command.volume)
-        atomic_write(self._unit.cfg.unit.state_dir / VOLUME_FILE,
-                     json.dumps({"volume": command.volume}).encode())
+        try:
+            atomic_write(self._unit.cfg.unit.state_dir / VOLUME_FILE,
+                         json.dumps({"volume": command.volume}).encode())
+        except OSError as exc:  # a full or read-only disk: the volume holds until a restart
+            self._unit._write_failed(VOLUME_FILE, exc)
+            return (f"volume {command.volume} (not saved: {exc.strerror or exc}; it lasts until "
+                    "the unit restarts)"), {"volume": command.volume, "saved": False}
         return f"volume {command.volume}", {"volume": command.volume}
 
     def _apply_volume(self, volume: int) -> None:
@@ -273,7 +279,9 @@ class CommandRunner:
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as exc:
+            path = self._unit.cfg.unit.state_dir / VOLUME_FILE
             log.error("saved volume unreadable (%s); using each item's own", exc)
+            self._unit._state_file_corrupt(path, quarantine(path), str(exc))
             return
         if isinstance(volume, int) and not isinstance(volume, bool) and 0 <= volume <= 100:
             self._apply_volume(volume)

@@ -25,6 +25,13 @@ out unremembered) until its `expires_at` plus RETAIN_AFTER_EXPIRY, then forgotte
 The margin keeps ids through a small step back of the clock; a command past its
 `expires_at` is refused as expired anyway. A gate made anew on the same folder (a
 restart) refuses the same ids.
+
+A full or read-only disk (ENOSPC, EROFS, EIO) does not refuse commands: the id is
+remembered in memory and reported to `on_write_failed` (an emergency `play` during
+an SD-card failure matters more than the replay window a restart on that same broken
+disk would open; the ids expire within 24 hours anyway). Any other write failure
+refuses the command (`StorageError`). A damaged `seen.json` is moved aside and
+reported to `on_corrupt`.
 """
 
 import json
@@ -34,7 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from loaxa.errors import LoaxaError, Rejected, TargetError
-from loaxa.fsio import atomic_write
+from loaxa.fsio import atomic_write, is_storage_fault, quarantine
 from scheduler._json import describe, strict_loads
 from scheduler.command import COMMAND_ID_PATTERN, Command, parse_command
 from scheduler.envelope import read_envelope
@@ -85,12 +92,15 @@ def peek_command_id(raw) -> str | None:
 
 class CommandGate:
     def __init__(self, folder, *, trusted, unit_id: str, groups, prefix: str = "loaxa",
-                 emergency_playing=lambda: False, clock_trusted=lambda: True):
+                 emergency_playing=lambda: False, clock_trusted=lambda: True, on_write_failed=None,
+                 on_corrupt=None):
         """`trusted`: the legacy `{name: public key}` map, an `Authority`, or a callable
         giving the Authority in force now (the daemon's TrustKeeper.authority);
         `emergency_playing()` and `clock_trusted()` are asked for each command."""
         self.folder = Path(folder)
         self._path = self.folder / SEEN_FILE
+        self._on_write_failed = on_write_failed or (lambda what, exc: None)
+        self._on_corrupt = on_corrupt or (lambda path, moved_to, why: None)
         if isinstance(trusted, dict):
             trusted = Authority.from_legacy(trusted)  # once, not per message
         self._trusted = trusted
@@ -164,6 +174,11 @@ class CommandGate:
         try:
             self._write_seen(seen)
         except OSError as exc:
+            if is_storage_fault(exc):
+                log.error("command id %s remembered in memory only: %s", command.id, exc)
+                self._on_write_failed(f"commands/{SEEN_FILE}", exc)
+                self._seen = seen
+                return
             raise StorageError(f"the command id could not be stored, so it is not carried out: "
                                f"{exc.strerror or exc}") from exc
         self._seen = seen
@@ -192,7 +207,13 @@ class CommandGate:
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             # Atomic writes make this a damaged disk, not a torn write. Refusing every
             # command forever would be worse than the replay window this opens.
-            log.error("%s is unreadable (%s); command ids seen before are forgotten", self._path, exc)
+            moved_to = quarantine(self._path)
+            log.error("%s is unreadable (%s); moved to %s; command ids seen before are forgotten",
+                      self._path, exc, moved_to)
+            try:
+                self._on_corrupt(self._path, moved_to, str(exc))
+            except Exception:  # noqa: BLE001 - the gate works without the report
+                log.exception("could not report the damaged %s", SEEN_FILE)
             return {}
 
     # ---- one message in, one reply out ----

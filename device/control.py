@@ -2,16 +2,24 @@
 
 A Unix stream socket, `control.sock` in `state_dir`, mode 0660 (the daemon's user and
 group; the state folder's own mode decides who can reach it at all). The protocol is
-newline-delimited JSON: each request line `{"op": "status"}` gets one response line,
+newline-delimited JSON: each request line `{"op": "status", "lang": "en"}` gets one
+response line (its texts in `lang`, the asker's language, when given),
 the handler's dict as it is, or `{"ok": false, "error": "..."}` when the request is
 bad or the handler failed. A connection may carry several requests; the server
 closes it after CONNECTION_TIMEOUT_S of silence.
 
 Paths longer than a Unix socket address allows (107 bytes) are reached through
 `/proc/self/fd/N/`, a handle on the folder, so a deep `state_dir` still works on Linux.
+
+When the state folder refuses the socket file (a read-only or full SD card), the
+daemon listens on an abstract socket named after the folder instead
+(`fallback_address`), serving `status` only: an abstract socket has no file mode, so
+nothing that moves hardware is offered on it. `control_request` tries it when there
+is no socket file.
 """
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from loaxa.errors import LoaxaError
+from loaxa.i18n import current_language, language
 
 __all__ = ["CONTROL_SOCKET", "ControlError", "ControlServer", "control_path", "control_request"]
 
@@ -42,8 +51,18 @@ class ControlError(LoaxaError):
     """The daemon's control socket exists but gave no usable answer."""
 
 
+class SocketPathTaken(ControlError):
+    """Something that is not a socket sits where the control socket goes (kept as it is)."""
+
+
 def control_path(state_dir) -> Path:
     return Path(state_dir) / CONTROL_SOCKET
+
+
+def fallback_address(state_dir) -> str:
+    """The abstract socket (Linux) a daemon listens on when `state_dir` refuses the file."""
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(state_dir))).hexdigest()[:24]
+    return f"\0loaxa-control-{digest}"
 
 
 @contextmanager
@@ -104,7 +123,7 @@ class ControlServer:
         except FileNotFoundError:
             return
         if not stat.S_ISSOCK(st.st_mode):
-            raise ControlError(f"{self.path} exists and is not a socket; remove it or choose another state_dir")
+            raise SocketPathTaken(f"{self.path} exists and is not a socket; remove it or choose another state_dir")
         if self._answers():
             raise ControlError(f"another daemon is running: it answers on {self.path}")
         os.unlink(self.path)
@@ -140,6 +159,26 @@ class ControlServer:
             _remove_quietly(private / "s")
             os.rmdir(private)
         return sock
+
+    def start_abstract(self, address: str) -> "ControlServer":
+        """Listen on an abstract socket instead of the file (see the module doc). A daemon
+        already listening there is refused like one on the file."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise ControlError(f"another daemon is running on {self.path.parent}") from exc
+            raise
+        self._sock = sock
+        self._sock.listen(MAX_CONNECTIONS)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
+        self._thread.start()
+        log.warning("control socket on the abstract address %r (the state folder refuses the file)",
+                    address[1:])
+        return self
 
     # ---- serving ----
     def _serve(self) -> None:
@@ -198,7 +237,8 @@ class ControlServer:
         if handler is None:
             return _error(f"unknown op {op!r} (known: {', '.join(sorted(self._handlers))})")
         try:
-            result = handler()
+            with language(request.get("lang")):
+                result = handler()
             if not isinstance(result, dict):
                 raise TypeError(f"handler returned {type(result).__name__}, not a dict")
             json.dumps(result)
@@ -274,7 +314,10 @@ def control_request(state_dir, op: str, timeout: float = 5.0) -> dict | None:
             with _address(path) as address:
                 sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
-            return None
+            try:  # a daemon on a read-only or full state folder listens here instead
+                sock.connect(fallback_address(state_dir))
+            except (FileNotFoundError, ConnectionRefusedError):
+                return None
         except PermissionError as exc:
             raise ControlError(f"no permission to use {path} (run as the daemon's user, its group, "
                                "or root)") from exc
@@ -288,7 +331,7 @@ def control_request(state_dir, op: str, timeout: float = 5.0) -> dict | None:
 
 
 def _exchange(sock: socket.socket, path: Path, op: str) -> dict:
-    sock.sendall(_encode({"op": op}))
+    sock.sendall(_encode({"op": op, "lang": current_language()}))
     sock.shutdown(socket.SHUT_WR)
     data = b""
     while not data.endswith(b"\n"):

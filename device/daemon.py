@@ -4,8 +4,10 @@
 inside `finally`; one exception anywhere during start still stops what started.
 """
 
+import json
 import logging
 import signal
+import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ import loaxa
 from device import sdnotify
 from device.amp import AmpControl
 from device.command_runner import CommandRunner
-from device.control import ControlServer, control_path
+from device.control import ControlServer, SocketPathTaken, control_path, fallback_address
 from device.health import HealthReporter, HealthRunner
 from device.messages import iso
 from device.clockwatch import ClockWatch
@@ -28,6 +30,7 @@ from device.mqtt_link import MqttLink
 from device.outbox import Outbox
 from device.planner import Planner
 from device.playout import Playout
+from device.storage import StorageMonitor
 from hw import UnitHardware, make_factory
 from loaxa.errors import Rejected
 from provisioning import read_password
@@ -40,8 +43,13 @@ from scheduler.truststore import TrustStore
 
 log = logging.getLogger("loaxa.unit")
 
-SCHEDULE_LEAD_MARGIN_S = 1.0
-MB = 1024 * 1024  # beyond warm-up: time to open the files before air
+SCHEDULE_LEAD_MARGIN_S = 1.0  # beyond warm-up: time to open the files before air
+MB = 1024 * 1024
+# Records the outbox could not take (a full or read-only disk) wait in memory up to
+# this many; past it events go before playlogs, and the count shows in health `faults`.
+# When the outbox cannot even be opened, an in-memory one of this size stands in.
+MEMORY_OUTBOX_RECORDS = 5000
+STORAGE_ERRORS = (OSError, sqlite3.Error)
 TRUST_MISSING_FAULT = "trust.missing"  # trust was in force and its document is lost: nothing new accepted
 TRUST_SWEEP_S = 60.0  # key expiry is looked at least this often (and at each expiry)
 
@@ -55,7 +63,12 @@ class UnitInfo:
 
 
 class Records:
-    """Writes playlogs and events to the outbox first, then hands them to the link."""
+    """Writes playlogs and events to the outbox first, then hands them to the link.
+
+    The outbox never refuses a record: on a full or read-only disk it keeps it in a
+    bounded queue in memory that the link publishes directly (device/outbox.py,
+    docs/design.md "Outbox under backlog and disk faults"). Playback never waits for
+    or stops on a record."""
 
     def __init__(self, outbox: Outbox, topics: Topics, clock, tz):
         self._outbox = outbox
@@ -91,6 +104,9 @@ class Unit:
         self._after_start = after_start
         self._stop = threading.Event()
         self._started: list = []  # (name, stop callable), stopped in reverse
+        self.start_faults: list[str] = []  # what could not be set up; the unit runs without it
+        self.control = None
+        self.storage = None
         self.boot = str(uuid.uuid4())
         self.version = loaxa.__version__
         self.topics = Topics(cfg.broker.topic_prefix, cfg.unit.id)
@@ -100,6 +116,7 @@ class Unit:
     # ---- start-up, in order ----
     def start(self) -> None:
         try:
+            self._start_storage_folder()
             self._start_control()
             self._start_hardware()
             self._start_audio()
@@ -114,12 +131,37 @@ class Unit:
     def _started_part(self, name: str, stop) -> None:
         self._started.append((name, stop))
 
+    def _start_storage_folder(self) -> None:
+        """The state folder; a full or read-only disk is a fault to report, not a reason
+        to stay silent (the documents already stored can still be read and played)."""
+        try:
+            self.cfg.unit.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._start_fault(f"state folder {self.cfg.unit.state_dir} cannot be made", exc)
+
+    def _start_fault(self, what: str, exc: Exception) -> None:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        log.error("%s: %s; the unit runs without it", what, reason)
+        self.start_faults.append(f"{what}: {reason}")
+
     def _start_control(self) -> None:
         """First: the socket `loaxa status` and `loaxa selftest` talk to. Binding it also
-        makes sure no other daemon runs on this state folder (it would fight over pins)."""
-        self.cfg.unit.state_dir.mkdir(parents=True, exist_ok=True)
-        self.control = ControlServer(control_path(self.cfg.unit.state_dir),
-                                     {"status": self.status_doc, "selftest": self.selftest}).start()
+        makes sure no other daemon runs on this state folder (it would fight over pins):
+        a daemon that answers there stops this start. A socket that cannot be made (a
+        read-only or full state folder) is a fault: the unit plays without it."""
+        server = ControlServer(control_path(self.cfg.unit.state_dir),
+                               {"status": self.status_doc, "selftest": self.selftest})
+        try:
+            self.control = server.start()
+        except (OSError, SocketPathTaken) as exc:
+            server.close()
+            self._start_fault("control socket (loaxa selftest; loaxa status on a fallback address)", exc)
+            fallback = ControlServer(control_path(self.cfg.unit.state_dir), {"status": self.status_doc})
+            try:
+                self.control = fallback.start_abstract(fallback_address(self.cfg.unit.state_dir))
+            except OSError as exc2:  # ControlError (a daemon answers there) still stops the start
+                self._start_fault("control socket fallback", exc2)
+                return
         self._started_part("control socket", self.control.close)
 
     def _start_hardware(self) -> None:
@@ -165,9 +207,11 @@ class Unit:
 
     def _start_audio(self) -> None:
         state_dir = self.cfg.unit.state_dir
-        self.outbox = Outbox(state_dir / "outbox.sqlite", max_bytes=self.cfg.outbox.max_mb * MB)
+        self.outbox = self._open_outbox(state_dir / "outbox.sqlite")
         self._started_part("outbox", self.outbox.close)
         self.records = Records(self.outbox, self.topics, self.clock, self.tz)
+        self.storage = StorageMonitor(state_dir, clock=self.clock, on_event=self.records.event,
+                                      low_mb=self.cfg.unit.storage_low_mb)
         self._report_outbox_state()
         audio_cfg = self.cfg.audio
         self.media = MediaCache(self.cfg.unit.media_dir, lufs=audio_cfg.lufs,
@@ -181,7 +225,9 @@ class Unit:
                                clock=self.clock, clockwatch=self.clockwatch, unit=self.info,
                                records=self.records, quiet_hours=self.cfg.unit.quiet_hours,
                                zone_count=len(self.cfg.gpio.zones), lateness_s=self.cfg.unit.lateness_s,
-                               journal=PlaybackJournal(state_dir / "playback.journal"),
+                               journal=PlaybackJournal(state_dir / "playback.journal",
+                                                       on_write_failed=self._write_failed,
+                                                       on_corrupt=self._state_file_corrupt),
                                position=self.unit_hw.position,
                                emergency_min_volume=audio_cfg.emergency_min_volume)
         self._wire_hardware()
@@ -199,9 +245,32 @@ class Unit:
                                f"{self.outbox.recovered_from.name}, {self.outbox.salvaged} record(s) "
                                "salvaged, a fresh one started", file=str(self.outbox.recovered_from))
 
+    def _open_outbox(self, path) -> Outbox:
+        """The outbox on disk; when the disk will not open it (read-only, full, failing),
+        a bounded one in memory, drained to the broker as usual (docs/design.md)."""
+        try:
+            return Outbox(path, max_bytes=self.cfg.outbox.max_mb * MB)
+        except STORAGE_ERRORS as exc:
+            self._start_fault(f"outbox {path.name} (records kept in memory, at most "
+                              f"{MEMORY_OUTBOX_RECORDS})", exc)
+            return Outbox(":memory:", max_bytes=self.cfg.outbox.max_mb * MB, memory_limit=MEMORY_OUTBOX_RECORDS)
+
+    def _write_failed(self, what: str, exc: OSError) -> None:
+        """A state write failed: the storage monitor reports it (never raises)."""
+        if self.storage is not None:
+            self.storage.write_failed(what, exc)
+
+    def _state_file_corrupt(self, path, moved_to, why: str) -> None:
+        """A damaged state file at start: kept aside for inspection, and said once."""
+        where = f"moved to {moved_to.name}" if moved_to else "left in place (the disk refuses writes)"
+        self.records.event("storage.corrupt", f"{path.name} was unreadable ({why}); {where}; "
+                           "the unit goes on without it", file=path.name,
+                           moved_to=moved_to.name if moved_to else None)
+
     def _start_scheduler(self) -> None:
         self._start_trust()
-        self.store = ScheduleStore(self.cfg.unit.state_dir / "schedules", **self._trust_context())
+        self.store = ScheduleStore(self.cfg.unit.state_dir / "schedules", on_corrupt=self._state_file_corrupt,
+                                   **self._trust_context())
         self.trust_keeper = TrustKeeper(self.trust_store, self.store, identity=self._identity(),
                                         legacy=self.trusted, config_roots=self._config_roots,
                                         min_version=self.cfg.trust.min_version)
@@ -209,9 +278,13 @@ class Unit:
                                submit=self._due, submit_missed=self._due_missed,
                                schedules_in_force=self.store.in_force,
                                fired_path=self.cfg.unit.state_dir / "fired.json",
-                               lateness_s=self.cfg.unit.lateness_s)
+                               lateness_s=self.cfg.unit.lateness_s, on_save_failed=self._write_failed,
+                               on_corrupt=self._state_file_corrupt, already_recorded=self._recorded)
         self.planner.start()
         self._started_part("planner", self.planner.stop)
+        self.storage.on_writable.append(self.planner.retry_save)
+        self.storage.start()
+        self._started_part("storage monitor", self.storage.stop)
         self.clockwatch.start()
         self._started_part("clock watch", self.clockwatch.stop)
         if not self.clockwatch.trusted:
@@ -243,7 +316,8 @@ class Unit:
         log.info("connecting to broker %s in the background", self.link.address)
         self.health = HealthRunner(
             HealthReporter(self._health_probes(), interval_s=cfg.unit.health_interval_s,
-                           overhead_bytes=len(self.topics.health) + 6),
+                           overhead_bytes=len(self.topics.health) + 6,
+                           storage_low_mb=cfg.unit.storage_low_mb),
             self._publish_health, self.clock, tz=self.tz).start()
         self._started_part("health", self.health.stop)
 
@@ -277,6 +351,16 @@ class Unit:
             found.extend(keeper.faults(self.clock.now(), self.clockwatch.trusted))
             if self.trust_store.was_in_force and self.trust_store.document is None:
                 found.append(TRUST_MISSING_FAULT)
+        return found + self.storage_faults()
+
+    def storage_faults(self) -> list[str]:
+        """The state folder's faults: its state, what runs without it, records in memory."""
+        found = list(self.storage.faults()) if self.storage is not None else []
+        found += [f"start: {fault}" for fault in self.start_faults]
+        if self.outbox.degraded:
+            found.append(f"outbox: {self.outbox.degraded}")
+        if self.outbox.in_memory():
+            found.append(f"records in memory only: {self.outbox.in_memory()}")
         return found
 
     def status_doc(self) -> dict:
@@ -371,7 +455,7 @@ class Unit:
     def _alive(self) -> bool:
         """Every long-running thread still runs (else the watchdog is left to fire)."""
         return all(part.is_alive() for part in (self.playout, self.planner, self.link, self.health,
-                                                 self._trust_sweeper))
+                                                 self.storage, self._trust_sweeper))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -391,6 +475,28 @@ class Unit:
         schedule = self._schedule_in_force(occurrence.schedule_id, occurrence.version)
         if schedule is not None:
             self.playout.report_missed(occurrence, reason)
+
+    def _recorded(self, occurrences) -> set:
+        """The keys of `occurrences` a playlog already waits for in the outbox (the
+        planner's cross-check when its ledger was lost)."""
+        wanted = {(o.schedule_id, o.item.id, o.at.timestamp()): o.key for o in occurrences}
+        found = set()
+        for payload in self._playlogs_waiting():
+            try:
+                doc = json.loads(payload)
+                key = (doc["schedule"], doc["item"], datetime.fromisoformat(doc["scheduled_at"]).timestamp())
+            except (ValueError, KeyError, TypeError):
+                continue
+            if key in wanted:
+                found.add(wanted[key])
+        return found
+
+    def _playlogs_waiting(self):
+        """Payloads of the playlogs not yet acknowledged: in the outbox (on disk or in memory)."""
+        after = 0
+        while batch := self.outbox.pending(after=after, limit=500):
+            yield from (rec.payload for rec in batch if rec.kind == "playlog")
+            after = batch[-1].seq
 
     def _schedule_in_force(self, schedule_id: str, version: int):
         for schedule in self.store.in_force():
@@ -419,6 +525,8 @@ class Unit:
             # Rate-limited and written by the command thread: a flood of garbage on a
             # schedule topic must not fsync an event per message on the network thread.
             self.commands.schedule_refused(topic, str(exc))
+            if isinstance(exc.__cause__, OSError):  # StorageError: the disk refused it
+                self._write_failed("schedules", exc.__cause__)
             return
         if offer.status != "accepted":
             return

@@ -3,14 +3,21 @@
 While an item plays, its would-be playlog and the seconds played so far are kept
 in one small file, replaced atomically every few seconds. After a crash the next
 start finds it and publishes the record as `interrupted` with those seconds.
+
+A journal write that fails (full or read-only disk) never stops the playback: it is
+reported to `on_write_failed(what, exc)` and the playlog is still written at the end.
+A damaged journal is moved aside (`playback.journal.corrupt-<time>`) and reported to
+`on_corrupt(path, moved_to, why)`; the planner's ledger already keeps the occurrence
+from playing twice.
 """
 
 import json
 import logging
 import threading
+from datetime import datetime
 from pathlib import Path
 
-from loaxa.fsio import atomic_write
+from loaxa.fsio import atomic_write, quarantine
 
 log = logging.getLogger("loaxa.journal")
 
@@ -18,8 +25,10 @@ PROGRESS_EVERY_S = 2.0
 
 
 class PlaybackJournal:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, on_write_failed=None, on_corrupt=None):
         self.path = Path(path)
+        self.on_write_failed = on_write_failed or (lambda what, exc: None)
+        self.on_corrupt = on_corrupt or (lambda path, moved_to, why: None)
         self._lock = threading.Lock()
         self._record = None
         self._written_at = None
@@ -43,22 +52,52 @@ class PlaybackJournal:
         with self._lock:
             self._record = None
             self._written_at = None
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as exc:  # read-only: the next start republishes the same id (dropped)
+                self._failed(exc)
 
     def _write(self) -> None:
-        atomic_write(self.path, json.dumps(self._record, ensure_ascii=False).encode("utf-8"))
+        try:
+            atomic_write(self.path, json.dumps(self._record, ensure_ascii=False).encode("utf-8"))
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        try:
+            self.on_write_failed(self.path.name, exc)
+        except Exception:  # noqa: BLE001 - the playback goes on
+            log.exception("could not report the failed journal write")
 
     def recover(self) -> dict | None:
         """The record of a playback a crash cut short, or None. The file is left in place
         until `end()`, so a crash during recovery loses nothing either."""
         try:
-            return json.loads(self.path.read_text("utf-8"))
+            record = json.loads(self.path.read_text("utf-8"))
+            _check_record(record)
+            return record
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            log.error("playback journal unreadable (%s); discarded", exc)
-            self.path.unlink(missing_ok=True)
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
+            moved_to = quarantine(self.path)
+            log.error("playback journal unreadable (%s); moved to %s", exc, moved_to)
+            try:
+                self.on_corrupt(self.path, moved_to, str(exc))
+            except Exception:  # noqa: BLE001 - the start goes on
+                log.exception("could not report the damaged journal")
             return None
+
+
+def _check_record(record) -> None:
+    """Raise ValueError/TypeError unless `record` is a playlog the recovery can finish."""
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+        raise ValueError("not a playlog record")
+    if record.get("started_at") is not None:
+        datetime.fromisoformat(record["started_at"])
+    played = record.get("played_s")
+    if played is not None and (isinstance(played, bool) or not isinstance(played, (int, float))
+                               or not 0 <= played < 10 ** 6):
+        raise ValueError(f"played_s: not a number of seconds: {played!r}")
 
 
 class CountingSink:

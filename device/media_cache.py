@@ -111,7 +111,10 @@ class MediaCache:
         self.prepared = self.folder / "prepared"
         self.builtins = self.folder / "builtin"
         for sub in (self.originals, self.partials, self.prepared, self.builtins):
-            sub.mkdir(parents=True, exist_ok=True)
+            try:
+                sub.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a full or read-only disk: what is cached still plays
+                log.error("media cache folder %s cannot be made: %s", sub, exc.strerror or exc)
         self.lufs, self.max_bytes, self.max_seconds = lufs, max_bytes, max_seconds
         self.timeout_s, self.min_free_bytes = timeout_s, min_free_bytes
         self.limits = limits

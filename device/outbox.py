@@ -27,6 +27,7 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -50,6 +51,23 @@ LAST_TO_DROP = "playlog"
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 READONLY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 DISK_ERRORS = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError)
+
+
+@contextmanager
+def _transaction(db, begin: str = "BEGIN IMMEDIATE"):
+    """One transaction: committed when the block ends, rolled back when it raises (a
+    rollback that fails too, on a failing disk, must not hide the first error)."""
+    db.execute(begin)
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        raise
 
 
 @dataclass(frozen=True)
@@ -199,8 +217,7 @@ class Outbox:
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox_size_add'").fetchone():
             return
         row = f"length({{0}}.topic) + length({{0}}.payload) + {ROW_OVERHEAD}"
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             # Trimming picks the oldest rows of one kind: without this it scans the whole table.
             db.execute("CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, seq)")
             db.execute("CREATE TABLE IF NOT EXISTS outbox_size (id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -211,11 +228,6 @@ class Outbox:
                        f" SET rows = rows - 1, bytes = bytes - ({row.format('OLD')}) WHERE id = 1; END")
             db.execute("INSERT OR REPLACE INTO outbox_size (id, rows, bytes)"
                        f" SELECT 1, COUNT(*), CAST(TOTAL({row.format('outbox')}) AS INTEGER) FROM outbox")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     @staticmethod
     def _size_of(db) -> tuple[int, int]:
@@ -252,13 +264,10 @@ class Outbox:
         """A budget lowered in the config applies at once (the drops are reported as usual)."""
         if self._bytes <= self.max_bytes:
             return
-        db.execute("BEGIN IMMEDIATE")
         try:
-            gone = self._trim(db)
-            db.execute("COMMIT")
+            with _transaction(db):
+                gone = self._trim(db)
         except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             db.close()
             raise
         self._read_size(db)
@@ -325,9 +334,8 @@ class Outbox:
         copied, chunk = 0, []
 
         def store():
-            db.execute("BEGIN")
-            db.executemany("INSERT INTO outbox (topic, payload, qos, kind) VALUES (?,?,?,?)", chunk)
-            db.execute("COMMIT")
+            with _transaction(db, "BEGIN"):
+                db.executemany("INSERT INTO outbox (topic, payload, qos, kind) VALUES (?,?,?,?)", chunk)
             return len(chunk)
 
         try:
@@ -350,8 +358,7 @@ class Outbox:
             if chunk:
                 copied += store()
         except sqlite3.Error:  # the fresh file refuses the copy (a full disk): keep what is in
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            pass
         finally:
             old.close()
         return copied
@@ -405,20 +412,11 @@ class Outbox:
     def _store(self, topic: str, payload: bytes, qos: int, kind: str) -> int:
         """One transaction (one fsync): what waited in memory, the new row, the trim."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             moved = self._move_memory_to(db)
             seq = db.execute("INSERT INTO outbox (topic, payload, qos, kind) VALUES (?,?,?,?)",
                              (topic, payload, qos, kind)).lastrowid
             gone = self._trim(db)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise
         self._finish_move(moved)
         self._read_size(db)
         self._count_drops(gone)
@@ -549,17 +547,8 @@ class Outbox:
         if self._undeleted:
             self._delete_on_disk(sorted(self._undeleted))
         if self._memory:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 moved = self._move_memory_to(db)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    try:
-                        db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-                raise
             self._finish_move(moved)
             self._read_size(db)
         else:
@@ -622,18 +611,9 @@ class Outbox:
 
     def _delete_on_disk(self, seqs) -> None:
         db = self._db
-        db.execute("BEGIN")
-        try:
+        with _transaction(db, "BEGIN"):
             for seq in seqs:
                 db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise
         self._undeleted.difference_update(seqs)
         self._read_size(db)
 

@@ -12,6 +12,16 @@ read `datetime.now()` themselves and a unit must stay right through clock steps:
   at once, only the latest is handed over, the others are reported missed
   (APScheduler's `coalesce`); a late one is handed over all the same, and the
   player plays it within the lateness limit or logs it `missed`.
+
+The ledger is written before an occurrence is handed over; when the write fails
+(full or read-only disk) the occurrence is handed over all the same (playing it
+matters more than remembering it), the ledger stays in memory and is written again
+at the next hand-over or when the storage monitor sees the disk writable again
+(`retry_save`). After a restart with a ledger that is damaged (moved aside as
+`fired.json.corrupt-<time>` and reported), or missing while documents are in force
+(a previous run may have played them), nothing due before the start is played:
+each such occurrence counts as fired and is logged `missed` ("in doubt"), unless
+`already_recorded` shows a playlog for it already (then nothing more is said).
 """
 
 import json
@@ -21,13 +31,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from loaxa.fsio import atomic_write
+from loaxa.fsio import atomic_write, quarantine
 from scheduler import ItemTrigger
 
 log = logging.getLogger("loaxa.planner")
 
 LEDGER_KEEP = timedelta(days=2)
 MAX_WAIT_S = 1.0  # the loop looks at the clock at least this often, so a step is seen
+IN_DOUBT = ("in doubt: due before the unit started and the record of what had played "
+            "({why}) cannot tell whether it played; not played again")
 
 
 @dataclass
@@ -38,10 +50,14 @@ class _Entry:
 
 class Planner:
     def __init__(self, *, clock, lead_s: float, submit, submit_missed, schedules_in_force,
-                 fired_path: Path, lateness_s: float = 600.0):
+                 fired_path: Path, lateness_s: float = 600.0, on_save_failed=None,
+                 on_corrupt=None, already_recorded=None):
         """`submit(occurrence)` is called `lead_s` before an occurrence (or late, after a
         clock step or a restart); `submit_missed(occurrence, reason)` for occurrences
-        coalesced away; `schedules_in_force()` returns the current documents."""
+        coalesced away; `schedules_in_force()` returns the current documents.
+        `on_save_failed(what, exc)` hears of a ledger write that failed, `on_corrupt(path,
+        moved_to, why)` of a damaged ledger at start; `already_recorded(occurrences)`
+        returns the keys of those a playlog exists for (the outbox, the journal)."""
         self._clock = clock
         self._lead = timedelta(seconds=lead_s)
         self._lateness = timedelta(seconds=lateness_s)
@@ -49,12 +65,19 @@ class Planner:
         self._submit_missed = submit_missed
         self._schedules_in_force = schedules_in_force
         self._fired_path = Path(fired_path)
+        self._on_save_failed = on_save_failed or (lambda what, exc: None)
+        self._on_corrupt = on_corrupt or (lambda path, moved_to, why: None)
+        self._already_recorded = already_recorded or (lambda occs: set())
+        self._unsaved = False  # the ledger in memory is ahead of the file
+        self._doubt = None  # why fire times up to `_started` are in doubt, or None
+        self._started = clock.now()
         self._fired: dict[str, datetime] = self._load_fired()
         self._entries: list[_Entry] = []
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = None
+        self._first_plan = True
 
     # ---- plan ----
     def replan(self) -> None:
@@ -68,8 +91,17 @@ class Planner:
                 trigger = ItemTrigger(schedule, item, self._lead)
                 entries.append(_Entry(trigger, trigger.get_next_fire_time(None, since)))
         with self._lock:
+            ledger_missing = entries and not self._fired_path.exists()
+            first, self._first_plan = self._first_plan, False
+            if ledger_missing and first and self._doubt is None:
+                # A run that planned these documents wrote the ledger (below): it was lost.
+                self._doubt = "missing"
             self._entries = entries
             self._forget_old_fired(now)
+            if (ledger_missing or first) and not self._save_fired() and first and self._doubt is None:
+                # The disk refuses the ledger now, so it may have refused it before the
+                # restart too: what the last run handed over may be missing from it.
+                self._doubt = "not writable (full or read-only disk)"
         self._wake.set()
         log.debug("planned %d items", len(entries))
 
@@ -90,6 +122,8 @@ class Planner:
             due.append(entry.trigger.occurrence_for(entry.next_fire))
             entry.next_fire = entry.trigger.get_next_fire_time(entry.next_fire, now)
         due = [occ for occ in due if occ.key not in self._fired]
+        if self._doubt is not None:
+            due = self._set_aside_in_doubt(due)
         if not due:
             return
         for occ in due[:-1]:
@@ -99,7 +133,30 @@ class Planner:
         self._mark_fired(due[-1])
         self._submit(due[-1])
 
+    def _set_aside_in_doubt(self, due: list) -> list:
+        """Occurrences whose fire time was before the start, with the ledger in doubt:
+        counted as fired and logged missed (unless a playlog exists); the rest returned."""
+        doubtful = [occ for occ in due if occ.at - self._lead <= self._started]
+        if not doubtful:
+            return due
+        recorded = self._recorded(doubtful)
+        for occ in doubtful:
+            self._mark_fired(occ)
+            if occ.key not in recorded:
+                self._submit_missed(occ, IN_DOUBT.format(why=f"the fired-occurrence ledger was {self._doubt}"))
+        log.warning("%d occurrence(s) due before the start not replayed (ledger %s)", len(doubtful), self._doubt)
+        return [occ for occ in due if occ not in doubtful]
+
+    def _recorded(self, occs) -> set:
+        try:
+            return set(self._already_recorded(occs))
+        except Exception:  # noqa: BLE001 - without the cross-check each is logged missed
+            log.exception("could not look for playlogs already recorded")
+            return set()
+
     def _mark_fired(self, occ) -> None:
+        """Remember `occ` as handed over: on disk first when the disk lets us, in memory
+        always (a failed save never stops the hand-over)."""
         self._fired[occ.key] = occ.at
         self._save_fired()
 
@@ -149,13 +206,56 @@ class Planner:
     def _load_fired(self) -> dict:
         try:
             raw = json.loads(self._fired_path.read_text("utf-8"))
-            return {key: datetime.fromisoformat(at) for key, at in raw.items()}
+            fired = {_current_key(str(key)): datetime.fromisoformat(at) for key, at in raw.items()}
+            if any(at.tzinfo is None for at in fired.values()):
+                raise ValueError("a time without its UTC offset")
+            return fired
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
-            log.error("fired-occurrence ledger unreadable (%s); starting a new one", exc)
+        except (OSError, ValueError, AttributeError, TypeError, RecursionError) as exc:
+            # Written atomically, so this is a damaged disk or a hand edit: keep the file
+            # for inspection, and let nothing due before this start play again.
+            self._doubt = "damaged"
+            moved_to = quarantine(self._fired_path, self._clock.time())
+            log.error("fired-occurrence ledger unreadable (%s); moved to %s; nothing due before "
+                      "this start plays again", exc, moved_to or "nowhere (the disk refuses)")
+            try:
+                self._on_corrupt(self._fired_path, moved_to, str(exc))
+            except Exception:  # noqa: BLE001 - reporting must not stop the start
+                log.exception("could not report the damaged ledger")
             return {}
 
-    def _save_fired(self) -> None:
+    def _save_fired(self) -> bool:
+        """Write the ledger; on failure keep it in memory, tell `on_save_failed`, and
+        return False (the next hand-over or `retry_save` writes it)."""
         data = {key: at.isoformat() for key, at in self._fired.items()}
-        atomic_write(self._fired_path, json.dumps(data).encode("utf-8"))
+        try:
+            atomic_write(self._fired_path, json.dumps(data).encode("utf-8"))
+        except OSError as exc:
+            self._unsaved = True
+            try:
+                self._on_save_failed(self._fired_path.name, exc)
+            except Exception:  # noqa: BLE001 - the hand-over goes on regardless
+                log.exception("could not report the failed ledger write")
+            return False
+        if self._unsaved:
+            log.info("fired-occurrence ledger written again after a storage fault")
+        self._unsaved = False
+        return True
+
+    def retry_save(self) -> None:
+        """The disk may be writable again: write the ledger if memory is ahead of it."""
+        with self._lock:
+            if self._unsaved:
+                self._save_fired()
+
+    @property
+    def unsaved(self) -> bool:
+        return self._unsaved
+
+
+def _current_key(key: str) -> str:
+    """Ledgers written by earlier releases keyed a play with its document's version too
+    (`id|version|item|at`); read them as today's `id|item|at`, so an update never replays."""
+    parts = key.split("|")
+    return "|".join((parts[0], *parts[2:])) if len(parts) == 4 else key

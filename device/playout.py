@@ -178,9 +178,21 @@ class Playout:
             try:
                 with self._busy:
                     self._handle(request)
-            except Exception:  # noqa: BLE001 - the player must outlive any one item
+            except Exception as exc:  # noqa: BLE001 - the player must outlive any one item
                 log.exception("playback of %s failed unexpectedly", request.occurrence.key)
+                self._record_unexpected(request, exc)
         self._amp.power_off()
+
+    def _record_unexpected(self, request: PlayRequest, exc: Exception) -> None:
+        """An item that failed in a way nobody foresaw still leaves a playlog: never a
+        silent drop."""
+        self.current = None
+        try:
+            self._amp.mute()
+            self._finish(self._base_record(request.occurrence), outcome="failed",
+                         reason=f"unexpected: {type(exc).__name__}: {exc}"[:300])
+        except Exception:  # noqa: BLE001 - the player thread goes on
+            log.exception("could not record the failed playback of %s", request.occurrence.key)
 
     def _idle_wait(self) -> float:
         """How long to sleep on the queue: until the cooldown ends, else a while (a new

@@ -17,6 +17,7 @@ cut, not only a crash.
 """
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -203,17 +204,19 @@ def _sqlite_engine(parsed, create: bool) -> Engine:
     return engine
 
 
+PSYCOPG_REQUIREMENT = "psycopg[binary]>=3.1,<4"  # as the `fleet` extra in pyproject.toml
+
+
 def _engine(url: str, create: bool) -> Engine:
     parsed = _parsed(url)
     try:
         if parsed.get_backend_name() == "sqlite":
             return _sqlite_engine(parsed, create)
         return create_engine(parsed, pool_pre_ping=True)
-    except NoSuchModuleError as exc:
-        raise FleetError(f"database URL {describe_url(url)}: driver not installed "
-                         "(pip install 'loaxa[fleet]')") from exc
-    except ImportError as exc:
-        raise FleetError(f"database URL {describe_url(url)}: {exc} (pip install 'loaxa[fleet]')") from exc
+    except (NoSuchModuleError, ImportError) as exc:
+        # The exact command: loaxa itself is installed from its source, not from PyPI.
+        raise FleetError(f"database URL {describe_url(url)}: a PostgreSQL database needs psycopg 3, which is "
+                         f"not installed here: run {sys.executable} -m pip install '{PSYCOPG_REQUIREMENT}'") from exc
 
 
 def db_error_text(exc: BaseException) -> str:

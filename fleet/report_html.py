@@ -15,6 +15,10 @@ __all__ = ["render_html"]
 COLOURS = {"completed": "#2e7d32", "partial": "#f9a825", "missed": "#c62828", "unknown": "#9e9e9e"}
 LABELS = {"completed": "Phát đủ · completed", "partial": "Phát một phần · partial",
           "missed": "Không phát · missed", "unknown": "Chưa báo cáo · not reported"}
+# The headline coverage is coloured by its value, never green regardless: a report of 0%
+# in green reads as good news at a glance. (lowest share, CSS class, colour), best first.
+COVERAGE_BANDS = ((0.95, "good", COLOURS["completed"]), (0.80, "fair", "#e65100"), (0.0, "poor", COLOURS["missed"]))
+NO_COVERAGE = ("none", COLOURS["unknown"])  # nothing targeted: no figure to judge
 CHART_MAX_BARS = 60
 BAR_H, BAR_GAP, LABEL_W, CHART_W = 18, 6, 230, 720
 
@@ -26,12 +30,21 @@ table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{border:1px solid #ddd;padding:4px 6px;text-align:right}
 th{background:#f5f5f5} td.l,th.l{text-align:left}
 .meta td{border:none;text-align:left;padding:2px 8px 2px 0}
-.big{font-size:28px;font-weight:bold;color:#2e7d32}
+.big{font-size:28px;font-weight:bold}
+""" + "".join(f".{name}{{color:{colour}}}" for _, name, colour in COVERAGE_BANDS + ((None,) + NO_COVERAGE,)) + """
 .warn{background:#fff3e0}
 .legend span{display:inline-block;margin-right:16px;font-size:13px}
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
 @media print{body{margin:0}h2{break-after:avoid}tr{break-inside:avoid}}
 """
+
+
+def coverage_class(completed: int, targeted: int) -> str:
+    """The CSS class (good, fair, poor; none without targets) that colours a coverage figure."""
+    if not targeted:
+        return NO_COVERAGE[0]
+    share = completed / targeted
+    return next(name for lowest, name, _ in COVERAGE_BANDS if share >= lowest)
 
 
 def _e(value) -> str:
@@ -98,7 +111,7 @@ def _legend() -> str:
 
 def _count_cells(t: dict) -> str:
     return "".join(f"<td>{t[name]}</td>" for name in ("targeted",) + CATEGORIES) + \
-        f"<td>{_e(percent(t['completed'], t['targeted']))}</td>"
+        f"<td class={coverage_class(t['completed'], t['targeted'])}>{_e(percent(t['completed'], t['targeted']))}</td>"
 
 
 COUNT_HEADERS = ("<th>Số cụm loa<br><span class=en>targeted</span></th>"
@@ -149,7 +162,7 @@ def render_html(report: dict) -> str:
 <tr><td>Lập lúc · generated</td><td>{_e(_when(report['generated_at']))}</td></tr>
 </table>
 <h2>Tổng hợp <span class=en>summary</span></h2>
-<p><span class=big>{_e(percent(t['completed'], t['targeted']))}</span>
+<p><span class="big {coverage_class(t['completed'], t['targeted'])}">{_e(percent(t['completed'], t['targeted']))}</span>
  lượt phát đủ · of plays completed: {t['completed']} / {t['targeted']}
  ({len(report['items'])} lần phát × tối đa {units} cụm loa · occurrences × up to {units} units).
  Một phần · partial {t['partial']}, không phát · missed {t['missed']}, chưa báo cáo · not reported {t['unknown']}.</p>

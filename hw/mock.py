@@ -45,8 +45,12 @@ class Timeline:
     """A thread-safe, append-only record of `{"t": clock.time(), "kind": ..., **fields}`.
 
     With `path`, each event is also appended to that file as one JSON line and
-    flushed at once, so another process can follow it.
+    flushed at once, so another process can follow it. A full or read-only disk
+    never stops the mock (a real unit has no such file): lines that cannot be written
+    wait in memory (the newest MAX_UNWRITTEN) and go out, whole, once writes work.
     """
+
+    MAX_UNWRITTEN = 10_000
 
     def __init__(self, path=None, clock: Clock | None = None):
         self.clock = clock or SystemClock()
@@ -54,9 +58,13 @@ class Timeline:
         self._events = []
         self._changed = threading.Condition()
         self._file = None
+        self._unwritten: list[bytes] = []
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "ab", buffering=0)
+            except OSError as exc:
+                log.warning("mock timeline %s cannot be written (%s); kept in memory only", self.path, exc)
 
     def record(self, kind: str, **fields) -> dict:
         """Add an event stamped with the clock's wall time; returns it."""
@@ -64,10 +72,24 @@ class Timeline:
             event = {"t": self.clock.time(), "kind": kind, **fields}
             self._events.append(event)
             if self._file is not None:
-                self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
-                self._file.flush()
+                self._append((json.dumps(event, ensure_ascii=False) + "\n").encode("utf-8"))
             self._changed.notify_all()
         return event
+
+    def _append(self, line: bytes) -> None:
+        self._unwritten.append(line)
+        del self._unwritten[:-self.MAX_UNWRITTEN]
+        while self._unwritten:
+            try:
+                written = self._file.write(self._unwritten[0])
+            except OSError as exc:
+                if len(self._unwritten) == 1:
+                    log.warning("mock timeline %s: %s; lines wait in memory", self.path, exc)
+                return
+            if written < len(self._unwritten[0]):  # a short write: the rest next time
+                self._unwritten[0] = self._unwritten[0][written:]
+            else:
+                self._unwritten.pop(0)
 
     def events(self, kind: str | None = None) -> list[dict]:
         """Copies of the events so far, of one kind or all."""
@@ -152,7 +174,9 @@ class MockSpeaker(AudioSink):
     """An audio output that writes each playback to `output_dir/<label>.wav`.
 
     Writes are paced by the clock's monotonic time so that audio advances at
-    `speed` times real time, as a sound card would at speed 1.
+    `speed` times real time, as a sound card would at speed 1. The WAV is a recording
+    for inspection: when the disk refuses it (full, read-only) the speaker still
+    "plays" (a real one writes no file) and the timeline says `recording: "failed"`.
     """
 
     def __init__(self, output_dir, timeline: Timeline, clock: Clock | None = None,
@@ -176,11 +200,17 @@ class MockSpeaker(AudioSink):
         with self._lock:
             if self._wav is not None:
                 raise HardwareError(f"mock speaker is already playing {self.path.name}")
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            self.path = self._free_path(safe_label(label))
-            self._wav = self._new_wav(self.path)
+            self.path = self.output_dir / f"{safe_label(label)}.wav"
+            try:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                self.path = self._free_path(safe_label(label))
+                self._wav = self._new_wav(self.path)
+                failed = None
+            except OSError as exc:
+                self._wav, failed = _NoRecording(), exc.strerror or str(exc)
             self._frames, self._start = 0, None
-        self.timeline.record("speaker.open", file=self.path.name, label=label)
+        extra = {"recording": f"failed: {failed}"} if failed else {}
+        self.timeline.record("speaker.open", file=self.path.name, label=label, **extra)
 
     def write(self, pcm: bytes) -> None:
         if len(pcm) % self.fmt.bytes_per_frame:
@@ -194,7 +224,15 @@ class MockSpeaker(AudioSink):
                 self._start = self.clock.monotonic()
                 self.timeline.record("speaker.first_sample", file=self.path.name)
             # writeframes keeps the header current: a daemon killed mid-play leaves a valid WAV.
-            self._wav.writeframes(pcm)
+            try:
+                self._wav.writeframes(pcm)
+            except OSError as exc:  # the disk filled mid-play: the audio goes on, unrecorded
+                log.warning("mock speaker: recording %s stopped: %s", self.path.name, exc)
+                broken, self._wav = self._wav, _NoRecording()
+                try:
+                    broken.close()
+                except OSError:
+                    pass
             self._frames += self.fmt.frames(len(pcm))
         self._pace()  # outside the lock: an abort need not wait for the audio to "play"
 
@@ -218,7 +256,10 @@ class MockSpeaker(AudioSink):
             if self._wav is None:
                 return
             wav, self._wav = self._wav, None
-            wav.close()
+            try:
+                wav.close()
+            except OSError as exc:
+                log.warning("mock speaker: recording %s not finished: %s", self.path.name, exc)
         self.timeline.record("speaker.close", file=self.path.name,
                              audio_s=round(self.audio_s, 6), aborted=aborted)
 
@@ -236,6 +277,16 @@ class MockSpeaker(AudioSink):
             n += 1
             path = self.output_dir / f"{stem}-{n}.wav"
         return path
+
+
+class _NoRecording:
+    """Stands in for the WAV when the disk refuses it."""
+
+    def writeframes(self, pcm: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def safe_label(label: str) -> str:
@@ -365,7 +416,7 @@ class MockHardware(HardwareFactory):
         return MockSpeaker(self.output_dir, self.timeline, self.clock, self.speed)
 
     def _make_probes(self) -> MockProbes:
-        return MockProbes(self.timeline)
+        return MockProbes(self.timeline, clock=self.clock)
 
     def _simulated_port(self, kind: str) -> str | None:
         from .sim import AmplifierSimulator, GpsSimulator, ModemSimulator
@@ -383,7 +434,7 @@ class MockHardware(HardwareFactory):
             sim = AmplifierSimulator(link_path=link, boot_s=self.amp_boot_s, mains=self._mains_on,
                                      mains_poll_s=None, timeline=self.timeline)
         elif kind == "gps":
-            sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s)
+            sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s, **_route_from_env())
         else:
             sim = ModemSimulator(link_path=link)
         self.simulators[kind] = sim.start()
@@ -409,3 +460,23 @@ class MockHardware(HardwareFactory):
         self.timeline.close()
         if self._sim_dir is not None:
             shutil.rmtree(self._sim_dir, ignore_errors=True)
+
+
+ROUTE_ENV = "LOAXA_DEMO_ROUTE"
+
+
+def _route_from_env() -> dict:
+    """`$LOAXA_DEMO_ROUTE` (a GPX file, or JSON waypoints and faults: `hw.sim.route`) makes
+    the mock GPS drive that route from the unit's start; unreadable, the GPS stays put and
+    the log says why (a demo's stray variable must not stop the unit)."""
+    path = os.environ.get(ROUTE_ENV)
+    if not path:
+        return {}
+    from .sim.route import RouteError, load_route
+
+    try:
+        route, faults = load_route(path)
+    except RouteError as exc:
+        log.error("%s: %s; the simulated GPS stays at a fixed position", ROUTE_ENV, exc)
+        return {}
+    return {"route": route, "faults": faults}

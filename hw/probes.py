@@ -8,6 +8,7 @@ recorded tree. `MockProbes` returns plausible values a test or the demo can chan
 
 import shutil
 import subprocess
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -135,17 +136,26 @@ class PiProbes(HealthProbes):
 
 
 class MockProbes(HealthProbes):
-    """Plausible readings of a healthy Pi 4 in a warm cabinet; `set()` changes them."""
+    """Plausible readings of a healthy Pi 4 in a warm cabinet; `set()` changes them.
 
-    def __init__(self, timeline=None, **values):
+    Uptime is the mock unit's own: seconds since these probes were made (the mock
+    factory's start, its "boot"), on `clock`'s monotonic time, unless set. A fixed
+    figure (it was three days) told an operator watching a demo or a simulated fleet
+    that units had run for days they never ran, and never moved.
+    """
+
+    def __init__(self, timeline=None, *, clock=None, **values):
         self.timeline = timeline
-        self.values = {"cpu_temp_c": 47.2, "mem_free_mb": 1480.0, "uptime_s": 86_400.0 * 3,
+        self._monotonic = clock.monotonic if clock is not None else time.monotonic
+        self._booted = self._monotonic()
+        self.values = {"cpu_temp_c": 47.2, "mem_free_mb": 1480.0, "uptime_s": None,
                        "disk_free_mb": None, "throttled_word": 0}
         self.set(**values)
 
     def set(self, *, under_voltage: bool | None = None, throttled: bool | None = None, **values) -> None:
-        """Change readings: cpu_temp_c, mem_free_mb, uptime_s, disk_free_mb (None: the real
-        free space), throttled_word, or the flags under_voltage / throttled."""
+        """Change readings: cpu_temp_c, mem_free_mb, uptime_s (None: since the mock unit
+        started), disk_free_mb (None: the real free space), throttled_word, or the flags
+        under_voltage / throttled."""
         unknown = set(values) - set(self.values)
         if unknown:
             raise TypeError(f"unknown probe values: {', '.join(sorted(unknown))}")
@@ -172,7 +182,8 @@ class MockProbes(HealthProbes):
         return given if given is not None else _disk_free_mb(path)
 
     def uptime_s(self):
-        return self.values["uptime_s"]
+        given = self.values["uptime_s"]
+        return given if given is not None else self._monotonic() - self._booted
 
 
 def _disk_free_mb(path) -> float | None:

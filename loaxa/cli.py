@@ -1,8 +1,11 @@
 """The `loaxa` command line: one argparse front, one module per command group.
 
-Each module named in COMMAND_MODULES exposes `register(subparsers)`, which adds its
-parsers and calls `set_defaults(func=handler)`; `handler(args) -> int` returns the exit
-code. This front turns every failure into SPEC's promise: one clear line, never a
+Each module named in COMMANDS exposes `register(subparsers)`, which adds its parser
+and calls `set_defaults(func=handler)`; `handler(args) -> int` returns the exit code.
+Only the module of the command being run is imported: the others appear in `loaxa
+--help` by their line in COMMANDS, so `loaxa --help` or `loaxa media prepare` never
+load paho, cryptography, SQLAlchemy or the scheduler (memory on a unit, start-up time).
+This front turns every failure into SPEC's promise: one clear line, never a
 traceback; exit 0 success, 1 failure, 2 usage, 130 on Ctrl-C.
 """
 
@@ -11,25 +14,33 @@ import importlib
 import logging
 import os
 import sys
+from datetime import datetime
 from types import ModuleType
 
 from loaxa import __version__
 from loaxa.errors import ConfigError, LoaxaError
 from loaxa.i18n import translate_message, translate_problem
 
-COMMAND_MODULES = [
-    "loaxa.commands.run",
-    "loaxa.commands.keys",
-    "loaxa.commands.schedule",
-    "loaxa.commands.config",
-    "loaxa.commands.media",
-    "loaxa.commands.fleet",
-    "loaxa.commands.command",
-    "loaxa.commands.status",
-    "loaxa.commands.provision",
-    "loaxa.commands.selftest",
-    "loaxa.commands.trust",
-]
+# name: (module, its line in `loaxa --help`, which must match the module's own `help=`;
+# tests/test_cli.py checks that they agree).
+COMMANDS = {
+    "run": ("loaxa.commands.run", "run the unit daemon (the built-in demo when no config exists)"),
+    "keys": ("loaxa.commands.keys", "operator signing keys"),
+    "schedule": ("loaxa.commands.schedule", "check, sign, push and revoke schedules"),
+    "config": ("loaxa.commands.config", "check or show a unit's configuration"),
+    "media": ("loaxa.commands.media",
+              "prepare a media file, or fetch the media the unit's schedules need"),
+    "fleet": ("loaxa.commands.fleet",
+              "collect unit reports; fleet status and coverage reports; simulate units"),
+    "command": ("loaxa.commands.command", "send signed commands to units"),
+    "status": ("loaxa.commands.status",
+               "what the unit is doing now (from the running daemon, else its state folder)"),
+    "provision": ("loaxa.commands.provision", "set up this unit: config, broker credentials, service"),
+    "selftest": ("loaxa.commands.selftest",
+                 "check every part of the unit (relays, amplifier, audio, GPS, modem, broker, clock, disk)"),
+    "trust": ("loaxa.commands.trust", "roots and trust documents (who may sign what, where)"),
+}
+COMMAND_MODULES = [module for module, _ in COMMANDS.values()]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DEBUG_ENV = "LOAXA_DEBUG"
@@ -53,7 +64,9 @@ def load_command_modules(names) -> list[ModuleType]:
     return loaded
 
 
-def build_parser(modules=COMMAND_MODULES) -> argparse.ArgumentParser:
+def build_parser(modules=None, argv=()) -> argparse.ArgumentParser:
+    """The parser for `argv`: with `modules` (tests), every command those modules register;
+    without, every command of COMMANDS, only the one `argv` names with its own options."""
     parser = argparse.ArgumentParser(
         prog="loaxa",
         description="Controller for commune loudspeaker units (loa xã): the unit daemon "
@@ -63,9 +76,24 @@ def build_parser(modules=COMMAND_MODULES) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"loaxa {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in load_command_modules(modules):
-        module.register(subparsers)
+    if modules is not None:
+        for module in load_command_modules(modules):
+            module.register(subparsers)
+        return parser
+    chosen = command_named(argv)
+    for name, (module_name, summary) in COMMANDS.items():
+        if name == chosen:
+            for module in load_command_modules([module_name]):
+                module.register(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary, add_help=False)  # listed, never parsed
     return parser
+
+
+def command_named(argv) -> str | None:
+    """The command `argv` runs: its first word that is not an option (the front's own
+    options take no value), or None for `loaxa --help`, `loaxa --version`."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def setup_logging(verbose: bool = False, stream=None) -> None:
@@ -77,6 +105,26 @@ def setup_logging(verbose: bool = False, stream=None) -> None:
                         stream=stream or sys.stdout, force=True)
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+
+
+class ZonedFormatter(logging.Formatter):
+    """Log times in a given timezone with its offset (`2026-12-01 06:00:00,123+0700`),
+    whatever the system's zone: a unit's log then reads in the same times as its schedule,
+    playlogs and `loaxa status`, even on an image left at UTC."""
+
+    def __init__(self, fmt: str, zone):
+        super().__init__(fmt)
+        self.zone = zone
+
+    def formatTime(self, record, datefmt=None) -> str:
+        when = datetime.fromtimestamp(record.created, self.zone)
+        return f"{when:%Y-%m-%d %H:%M:%S},{int(record.msecs):03d}{when:%z}"
+
+
+def log_in_timezone(zone) -> None:
+    """Switch the lines `setup_logging` set up to `zone` (a tzinfo): the unit's timezone."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(ZonedFormatter(LOG_FORMAT, zone))
 
 
 def format_error(exc: LoaxaError) -> str:
@@ -93,9 +141,9 @@ def format_error(exc: LoaxaError) -> str:
 
 
 def main(argv=None, *, modules=None) -> int:
-    """Run one command; `modules` replaces COMMAND_MODULES (tests)."""
+    """Run one command; `modules` (a list of module names, tests) replaces COMMANDS."""
     try:
-        return _run(argv, COMMAND_MODULES if modules is None else modules)
+        return _run(sys.argv[1:] if argv is None else list(argv), modules)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -115,7 +163,7 @@ def main(argv=None, *, modules=None) -> int:
 
 
 def _run(argv, modules) -> int:
-    parser = build_parser(modules)
+    parser = build_parser(modules, argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help and --version (0), usage errors (2)

@@ -3,7 +3,10 @@
 Mark strings with `_()`; mark a string that is translated later (a table of labels,
 a message template) with `N_()`, which only marks it. The language is `$LOAXA_LANG`,
 else the locale's (`LC_ALL`, `LC_MESSAGES`, `LANG`), Vietnamese when unknown;
-`set_language()` switches (e.g. `--lang en`). Catalogs live in
+`set_language()` switches (e.g. `--lang en`). `language(code)` switches for one piece
+of work on the current thread only: the daemon answers a control request (`loaxa
+selftest`, `loaxa status`) in the language of the technician who asked, whatever its
+own, while its other threads carry on in theirs. Catalogs live in
 `loaxa/locale/<lang>/LC_MESSAGES/loaxa.mo`; a missing catalog or a string without a
 translation falls back to the English source text. `scripts/update-translations.py`
 extracts every marked string into `loaxa/locale/loaxa.pot`, merges it into the `.po`
@@ -16,10 +19,12 @@ translates such a line by matching it against message templates marked with `N_(
 as it is, so a reworded message degrades to English, never to nonsense.
 """
 
+import contextvars
 import gettext
 import importlib
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -32,6 +37,9 @@ TEMPLATE_MODULES = ["provisioning.messages"]
 _translation = None
 _language = None
 _templates = None
+# (language, translation) for the work in hand on this thread (see `language()`); a new
+# thread starts without one and so uses the process's language.
+_override = contextvars.ContextVar("loaxa_language", default=None)
 
 
 def detect_language(environ=os.environ) -> str:
@@ -54,12 +62,32 @@ def set_language(language: str | None = None) -> str:
 
 
 def current_language() -> str:
+    override = _override.get()
+    if override is not None:
+        return override[0]
     if _translation is None:
         set_language()
     return _language
 
 
+@contextmanager
+def language(code: str | None):
+    """Translate into `code` inside the block, on this thread only; an unknown or missing
+    code leaves the process's language in force."""
+    if code not in LANGUAGES:
+        yield current_language()
+        return
+    token = _override.set((code, gettext.translation(DOMAIN, LOCALE_DIR, languages=[code], fallback=True)))
+    try:
+        yield code
+    finally:
+        _override.reset(token)
+
+
 def _(message: str) -> str:
+    override = _override.get()
+    if override is not None:
+        return override[1].gettext(message)
     if _translation is None:
         set_language()
     return _translation.gettext(message)

@@ -40,7 +40,9 @@ Choices where SPEC is silent (the README's config section repeats them):
   (3600); `audio.emergency_min_volume` (0-100, default 80, SPEC "Trust": an emergency
   never plays below it, whatever `set_volume` or the item's `volume` said). Outbox (docs/design.md, "Outbox under backlog and disk faults"): `outbox.max_mb`
   (256, at least 1): the disk budget of records not yet delivered; past it the oldest
-  health samples, then events, go first, playlogs only when nothing else is left.
+  health samples, then events, go first, playlogs only when nothing else is left. Storage:
+  `unit.storage_low_mb` (200: free space in the state folder below which the unit
+  reports `storage.low`, and health sends a change report).
 - Ranges: `audio.lufs` -40 to -5, `amplifier.baudrate` 50 to 4000000, `warmup_s` and
   `cooldown_s` >= 0, GPIO pins are BCM 0-27 and no pin serves two roles.
 - A UTF-8 byte order mark at the start of the file is accepted (Windows editors add one).
@@ -93,6 +95,7 @@ class UnitConfig:
     media_dir: Path
     lateness_s: float
     health_interval_s: float
+    storage_low_mb: float
 
 
 @dataclass(frozen=True)
@@ -476,6 +479,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # Circular 39: colliding items wait at most this long, then are `missed`.
         "lateness_s": Key(_number(0, 86400), 600.0),
         "health_interval_s": Key(_number(10, 86400), 300.0),
+        # Free space in the state folder below which the unit reports `storage.low`
+        # (the same line health uses for its change report).
+        "storage_low_mb": Key(_number(0, 1_000_000), 200.0),
     },
     "clock": {
         "trust": Key(_choice("auto", "always"), DERIVED),

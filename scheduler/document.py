@@ -8,6 +8,11 @@ terminal, so it must say what is wrong and where without a traceback.
 Choices beyond SPEC (see docs): `media` may be left out (no media), a duplicate
 key inside one JSON object is refused, `days` must not be empty, `repeat` is for
 `play` items only, and the built-in media ids cannot be redefined in `media`.
+
+Area items (SPEC "Mobile units"): a document may define `areas` (`scheduler.areas`);
+an item with `where` (a known area id) plays inside that area between `from` and
+`until` (its window, `HH:MM[:SS]`, same day) instead of at an `at`; `every_s` (default
+900) and `max_plays` (default 4) are for area items only.
 """
 
 import difflib
@@ -21,11 +26,13 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from loaxa.errors import DocumentError
+from scheduler.areas import Area, parse_area
 from scheduler._json import MAX_DOCUMENT_BYTES, check_size, describe, encode_utf8, strict_loads
 from scheduler.targets import parse_target
 
 __all__ = ["BUILTIN_MEDIA", "DAY_NAMES", "ID_PATTERN", "MAX_DOCUMENT_BYTES", "PRIORITIES",
-           "Item", "Media", "Schedule", "parse_schedule", "parse_time_of_day"]
+           "DEFAULT_EVERY_S", "DEFAULT_MAX_PLAYS", "Item", "Media", "Schedule", "parse_schedule",
+           "parse_time_of_day"]
 
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}", re.ASCII)
@@ -52,12 +59,17 @@ NOT_IANA_NAMES = frozenset({"localtime", "posixrules", "Factory"})
 
 TOP_REQUIRED = ("type", "id", "version", "targets", "issued_at", "valid_from", "valid_until",
                 "timezone", "items")
-TOP_OPTIONAL = ("media",)
+TOP_OPTIONAL = ("media", "areas")
 MEDIA_REQUIRED = ("url", "sha256", "size")
 MEDIA_OPTIONAL = ("title",)
-ITEM_REQUIRED = ("id", "at")
-ITEM_OPTIONAL = ("play", "stream", "duration_s", "fallback", "days", "except", "priority",
-                 "volume", "repeat", "zones")
+ITEM_REQUIRED = ("id",)  # and `at`, or `where` with `from` and `until` (an area item)
+ITEM_OPTIONAL = ("at", "play", "stream", "duration_s", "fallback", "days", "except", "priority",
+                 "volume", "repeat", "zones", "where", "from", "until", "every_s", "max_plays")
+AREA_ITEM_FIELDS = ("where", "from", "until", "every_s", "max_plays")
+DEFAULT_EVERY_S = 900
+DEFAULT_MAX_PLAYS = 4
+MAX_EVERY_S = 86400
+MAX_PLAYS_A_DAY = 1440  # one a minute all day: more is a typo
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,9 @@ class Media:
 class Item:
     id: str
     play: tuple[str, ...]
-    at: str  # as written: "HH:MM[:SS]" (recurring) or a date-time with offset (once)
+    # as written: "HH:MM[:SS]" (recurring) or a date-time with offset (once); None for an
+    # area item, which has a window (`window_from`..`window_until`) instead
+    at: str | None
     days: frozenset[int] = ALL_DAYS  # 0 = Monday
     except_dates: frozenset[date] = frozenset()
     priority: str = "normal"
@@ -83,10 +97,20 @@ class Item:
     stream: str | None = None
     duration_s: float | None = None
     fallback: str | None = None
+    where: str | None = None  # an area item: the area id it plays in
+    window_from: time | None = None  # its window, local time in the document's timezone
+    window_until: time | None = None
+    every_s: int = DEFAULT_EVERY_S  # start to start
+    max_plays: int = DEFAULT_MAX_PLAYS  # plays started per local day
+
+    @property
+    def is_area(self) -> bool:
+        """Plays where (an area, within a daily window), not at a clock time."""
+        return self.where is not None
 
     @property
     def is_recurring(self) -> bool:
-        return TIME_PATTERN.fullmatch(self.at) is not None
+        return self.at is not None and TIME_PATTERN.fullmatch(self.at) is not None
 
     @cached_property
     def time_of_day(self) -> time | None:
@@ -96,7 +120,7 @@ class Item:
     @cached_property
     def once_at(self) -> datetime | None:
         """The aware date-time of a one-off item (None for a recurring one)."""
-        return None if self.is_recurring else datetime.fromisoformat(self.at)
+        return None if self.is_recurring or self.at is None else datetime.fromisoformat(self.at)
 
     @property
     def media_ids(self) -> tuple[str, ...]:
@@ -117,6 +141,7 @@ class Schedule:
     items: tuple[Item, ...]
     payload: str = field(repr=False)  # the exact signed text
     digest: str = ""  # sha256 hex of payload's UTF-8 bytes
+    areas: dict[str, Area] = field(default_factory=dict)  # area id -> Circle | Polygon
 
     def item(self, item_id: str) -> Item | None:
         return next((item for item in self.items if item.id == item_id), None)
@@ -402,27 +427,88 @@ def _options(obj: dict, path: str) -> dict:
     return out
 
 
-def _item(value, path: str, media: dict, tz: ZoneInfo) -> Item:
+def _window_time(value, path: str) -> time:
+    _string(value, path)
+    if not TIME_PATTERN.fullmatch(value):
+        _fail(path, f"expected a time of day HH:MM, got {describe(value)}")
+    return parse_time_of_day(value)
+
+
+def _area_item(obj: dict, path: str, areas: dict) -> dict:
+    """`where`, `from`, `until`, `every_s`, `max_plays` of an area item (no `at`)."""
+    if "at" in obj:
+        _fail(_join(path, "at"), "an area item (with where) plays in its from-until window, not at a time")
+    for name in ("from", "until"):
+        if name not in obj:
+            _fail(_join(path, name), "required with where")
+    where = _identifier(obj["where"], _join(path, "where"), "area id")
+    if where not in areas:
+        known = f" (areas: {', '.join(sorted(areas))})" if areas else " (the document has no areas)"
+        _fail(_join(path, "where"), f"unknown area id {where!r}{known}")
+    start = _window_time(obj["from"], _join(path, "from"))
+    end = _window_time(obj["until"], _join(path, "until"))
+    if end <= start:
+        _fail(_join(path, "until"), f"{obj['until']} must be after from {obj['from']} "
+                                    "(a window cannot cross midnight; split it in two items)")
+    out = {"where": where, "window_from": start, "window_until": end}
+    if "every_s" in obj:
+        out["every_s"] = _integer(obj["every_s"], _join(path, "every_s"), 1, MAX_EVERY_S,
+                                  f"must be 1-{MAX_EVERY_S} seconds")
+    if "max_plays" in obj:
+        out["max_plays"] = _integer(obj["max_plays"], _join(path, "max_plays"), 1, MAX_PLAYS_A_DAY,
+                                    f"must be 1-{MAX_PLAYS_A_DAY}")
+    return out
+
+
+def _when(obj: dict, path: str, tz: ZoneInfo, areas: dict) -> dict:
+    """An `at` (clock time), or the area fields of an item with `where`."""
+    if "where" in obj:
+        fields = _area_item(obj, path, areas)
+        fields.update(_recurrence(obj, path, True))
+        return {"at": None, **fields}
+    for name in AREA_ITEM_FIELDS:
+        if name in obj:
+            _fail(_join(path, name), 'only for an area item (one with "where")')
+    if "at" not in obj:
+        _fail(_join(path, "at"), "required")
+    at = _at(obj["at"], _join(path, "at"), tz)
+    return {"at": at, **_recurrence(obj, path, TIME_PATTERN.fullmatch(at) is not None)}
+
+
+def _item(value, path: str, media: dict, tz: ZoneInfo, areas: dict | None = None) -> Item:
     obj = _object(value, path)
     _check_fields(obj, path, ITEM_REQUIRED, ITEM_OPTIONAL)
     item_id = _identifier(obj["id"], _join(path, "id"), "item id")
-    at = _at(obj["at"], _join(path, "at"), tz)
+    when = _when(obj, path, tz, areas or {})
     fields = _source(obj, path, media)
-    fields.update(_recurrence(obj, path, TIME_PATTERN.fullmatch(at) is not None))
+    fields.update(when)
     fields.update(_options(obj, path))
-    return Item(id=item_id, at=at, **fields)
+    return Item(id=item_id, **fields)
 
 
-def _items(value, path: str, media: dict, tz: ZoneInfo) -> tuple[Item, ...]:
+def _items(value, path: str, media: dict, tz: ZoneInfo, areas: dict | None = None) -> tuple[Item, ...]:
     items, first_index = [], {}
     for i, entry in enumerate(_list(value, path)):
-        item = _item(entry, _join(path, i), media, tz)
+        item = _item(entry, _join(path, i), media, tz, areas)
         if item.id in first_index:
             _fail(_join(_join(path, i), "id"),
                   f"duplicate item id {item.id!r} (also {path}[{first_index[item.id]}])")
         first_index[item.id] = i
         items.append(item)
     return tuple(items)
+
+
+# ---- areas ----
+
+def _areas_table(value, path: str) -> dict[str, Area]:
+    """Area id -> area. Ids are unique: a JSON object cannot name one twice here (the
+    strict reader refuses duplicate keys)."""
+    table = {}
+    for area_id, entry in _object(value, path).items():
+        entry_path = _join(path, area_id)
+        _identifier(area_id, entry_path, "area id")
+        table[area_id] = parse_area(entry, entry_path)
+    return table
 
 
 # ---- the document ----
@@ -451,7 +537,9 @@ def parse_schedule(payload_text: str) -> Schedule:
         _fail("valid_until", f"{valid_until} is before valid_from {valid_from}")
     tz = _timezone(doc["timezone"], "timezone")
     media = _media_table(doc.get("media", {}), "media")
-    items = _items(doc["items"], "items", media, tz)
+    areas = _areas_table(doc.get("areas", {}), "areas")
+    items = _items(doc["items"], "items", media, tz, areas)
     return Schedule(id=schedule_id, version=version, targets=targets, issued_at=issued_at,
                     valid_from=valid_from, valid_until=valid_until, timezone=tz, media=media,
-                    items=items, payload=payload_text, digest=hashlib.sha256(raw).hexdigest())
+                    items=items, payload=payload_text, digest=hashlib.sha256(raw).hexdigest(),
+                    areas=areas)

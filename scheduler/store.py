@@ -27,6 +27,13 @@ meets the requirement. The same payload arriving again with other signatures rep
 held envelope once it passes. Under `Authority.nothing()` (trust was in force and its
 document is lost) every new document is refused and the documents held stay in force,
 unjudged, until a trust document arrives.
+
+A file that cannot be read at all (not JSON, cut short: a damaged disk, since writes
+are atomic) is moved aside as `<name>.corrupt-<time>` and reported to `on_corrupt`:
+a damaged topic file leaves force (its retained copy, arriving again, is accepted);
+a damaged `versions.json` is rebuilt from the stored documents. A write that fails
+(full or read-only disk) refuses the offer with `StorageError`, and the documents in
+force stay as they were.
 """
 
 import hashlib
@@ -38,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from loaxa.errors import LoaxaError, Rejected, SignatureError, VersionError
-from loaxa.fsio import atomic_write
+from loaxa.fsio import atomic_write, quarantine
 from scheduler._json import encode_utf8
 from scheduler.document import Schedule, parse_schedule
 from scheduler.envelope import check_signatures, open_envelope, read_envelope
@@ -151,8 +158,9 @@ def _verify(topic: str, raw: bytes, context: _Context) -> Schedule:
 
 class ScheduleStore:
     def __init__(self, folder, *, trusted=None, unit_id=None, groups=(), prefix="loaxa",
-                 quiet_hours=None, unit_tz=None, now=None, clock_trusted=True):
+                 quiet_hours=None, unit_tz=None, now=None, clock_trusted=True, on_corrupt=None):
         self.folder = Path(folder)
+        self._on_corrupt = on_corrupt or (lambda path, moved_to, why: None)
         self._topics_dir = self.folder / "topics"
         self._versions_path = self.folder / "versions.json"
         self._lock = threading.RLock()  # the MQTT thread offers while the planner reads
@@ -187,9 +195,10 @@ class ScheduleStore:
                     for doc_id, rec in data["versions"].items()}
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             log.error("%s is unreadable (%s); rebuilding it from the stored documents",
                       self._versions_path, exc)
+            self._set_aside(self._versions_path, exc)
             return {}
 
     def _read_topic_file(self, path: Path) -> tuple[str, bytes]:
@@ -199,9 +208,21 @@ class ScheduleStore:
             raise ValueError("not a stored schedule file")
         return topic, envelope.encode("utf-8")
 
+    def _set_aside(self, path: Path, exc: Exception) -> None:
+        moved_to = quarantine(path)
+        try:
+            self._on_corrupt(path, moved_to, str(exc))
+        except Exception:  # noqa: BLE001 - loading goes on without the report
+            log.exception("could not report the damaged %s", path.name)
+
     def _load_one(self, path: Path, context: _Context) -> None:
         try:
             topic, raw = self._read_topic_file(path)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            log.error("stored schedule %s dropped: unreadable (%s); set aside for inspection", path.name, exc)
+            self._set_aside(path, exc)
+            return
+        try:
             schedule = _verify(topic, raw, context)
         except (OSError, ValueError, TypeError, KeyError, LoaxaError, RecursionError) as exc:
             log.warning("stored schedule %s dropped: %s", path.name, exc)

@@ -10,6 +10,8 @@ valid_from to valid_until (inclusive) whose weekday is in `days` and that is not
 - a wall time that happens twice (the autumn fold) plays once, at its first instance.
 A one-off `at` plays once, if its date in the document's timezone is within validity.
 Every `Occurrence.at` is expressed in the document's timezone, so its `key` is stable.
+An area item (`where`) has no clock-time plays: whether it plays depends on where the
+vehicle is, so it yields nothing here; `scheduler.area_plan` gives its daily windows.
 """
 
 import re
@@ -45,8 +47,9 @@ class Occurrence:
 
     @property
     def key(self) -> str:
-        """Stable across re-planning: the same play always has the same key."""
-        return f"{self.schedule_id}|{self.version}|{self.item.id}|{self.at.isoformat()}"
+        """Stable across re-planning and across versions of the document: a new version
+        that keeps an item at the same time names the same play (it must not play again)."""
+        return f"{self.schedule_id}|{self.item.id}|{self.at.isoformat()}"
 
 
 def _order(occurrence: Occurrence):
@@ -96,6 +99,8 @@ def _play_days(schedule, item, first: date, last: date):
 def _item_times(schedule, item, first: date, last: date):
     """Ascending play instants of one item on local dates first..last (and validity)."""
     tz = schedule.timezone
+    if item.is_area:
+        return  # plays by position within its window: scheduler.area_plan
     if not item.is_recurring:
         at = item.once_at.astimezone(tz)
         if first <= at.date() <= last and schedule.valid_from <= at.date() <= schedule.valid_until:
@@ -256,8 +261,8 @@ def quiet_hours_conflicts(schedule, spec, unit_tz=None) -> list[str]:
     unit_tz = _zone(unit_tz, schedule.timezone)
     found = []
     for index, item in enumerate(schedule.items):
-        if item.priority == "emergency":
-            continue
+        if item.priority == "emergency" or item.is_area:
+            continue  # quiet hours suppress an area item's plays; its window is not refused
         path = f"items[{index}]"
         if item.is_recurring:
             conflict = _recurring_conflict(schedule, item, quiet, unit_tz, path)

@@ -30,6 +30,8 @@ os.environ["LOAXA_DEMO_BROKER"] = _refusing_broker_url()
 _state_home = tempfile.mkdtemp(prefix="loaxa-test-state-")
 atexit.register(shutil.rmtree, _state_home, ignore_errors=True)
 os.environ["XDG_STATE_HOME"] = _state_home
+# A user's demo route would move every mock GPS that tests expect to stay put.
+os.environ.pop("LOAXA_DEMO_ROUTE", None)
 
 from tests.support.broker import Broker
 

@@ -20,6 +20,7 @@ import pytest
 
 from loaxa import __version__
 from loaxa.cli import COMMAND_MODULES, build_parser, format_error, main, setup_logging
+from loaxa.cli import COMMANDS as PRODUCT_COMMANDS
 from loaxa.errors import ConfigError, KeyFileError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +165,59 @@ def test_subcommand_help_exits_0(tmp_path):
 
 
 # ---------------------------------------------------------------- loading command modules
+
+# What a command that does not need them must never load: each costs megabytes on a unit.
+HEAVY_PACKAGES = ("paho", "cryptography", "sqlalchemy", "numpy", "apscheduler", "scheduler", "fleet",
+                  "provisioning", "device")
+LOADED_AFTER = ("import runpy, sys\nwatched = set(sys.argv.pop(1).split(','))\n"
+                "try:\n    runpy.run_module('loaxa', run_name='__main__')\n"
+                "except SystemExit:\n    pass\n"
+                "print(sorted({m.split('.')[0] for m in sys.modules} & watched), "
+                "file=sys.stderr)\n")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["media", "prepare", "--help"],
+                                  ["media", "--help"], ["-v", "status", "--help"], ["bogus"]])
+def test_a_command_loads_only_what_it_needs(tmp_path, argv):
+    result = python(LOADED_AFTER, ",".join(HEAVY_PACKAGES), *argv, cwd=tmp_path,
+                    env={"PYTHONPATH": str(ROOT)})
+    assert result.stderr.splitlines()[-1] == "[]", result.stderr
+
+
+def test_media_prepare_runs_without_the_operator_packages(tmp_path):
+    """The whole CLI path of `loaxa media prepare`: only audio (and numpy) come in."""
+    from audio import builtin_wav
+    src = builtin_wav("chime", tmp_path)
+    result = python(LOADED_AFTER, ",".join(HEAVY_PACKAGES), "media", "prepare", str(src), "--out",
+                    str(tmp_path / "out.wav"), cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert result.stdout.startswith("prepared "), result
+    assert result.stderr.splitlines()[-1] == "['numpy']", result.stderr
+
+
+def test_the_preparing_child_loads_only_what_preparing_needs(tmp_path):
+    """`python -m audio.preparation` (the unit's preparing child, beside the daemon and
+    ffmpeg) loaded the player, the stream relay and the ALSA sink through `audio/__init__`."""
+    code = "import json, sys, audio.preparation; print(json.dumps([m for m in sys.modules if m.startswith('audio.')]))"
+    result = python(code, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    loaded = json.loads(result.stdout)
+    assert not {"audio.player", "audio.stream", "audio.alsa", "audio.builtin"} & set(loaded), loaded
+    assert "audio.preparation" in loaded
+
+
+def test_the_help_line_of_each_command_is_the_modules_own():
+    """`loaxa --help` lists commands from COMMANDS without importing them: the lines must agree."""
+    parser = build_parser(COMMAND_MODULES)
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    registered = {action.dest: action.help for action in subparsers._choices_actions}
+    assert registered == {name: summary for name, (_, summary) in PRODUCT_COMMANDS.items()}
+
+
+def test_each_command_parses_with_only_its_own_module():
+    for name in PRODUCT_COMMANDS:
+        assert build_parser(argv=[name, "--help"])._subparsers is not None
+    args = build_parser(argv=["config", "show", "--json"]).parse_args(["config", "show", "--json"])
+    assert args.func.__name__ == "show_config"
+
 
 def test_the_product_registers_the_config_command():
     assert "loaxa.commands.config" in COMMAND_MODULES
@@ -325,3 +379,36 @@ def test_setup_logging_quiets_chatty_libraries():
 def test_format_error_names_the_type_when_the_message_is_empty():
     assert format_error(KeyFileError()) == "loaxa: error: KeyFileError"
     assert isinstance(build_parser([]), argparse.ArgumentParser)
+
+
+# ---------------------------------------------------------------- the daemon's log times (issue 11, item 13)
+
+def test_the_daemon_logs_in_the_units_timezone_on_a_system_at_utc(tmp_path):
+    """The unit's schedule, playlogs and status read in its zone; its log did in the system's (UTC)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from tests.support.unit import UnitProcess, write_unit_config
+    config = write_unit_config(tmp_path / "unit", unit_id="log-tz-01", groups=["dak-lak"],
+                               broker_url="mqtt://127.0.0.1:9", trust={})
+    env = {k: v for k, v in os.environ.items() if k not in ("LOAXA_DEBUG", "LOAXA_CONFIG")}
+    unit = UnitProcess(config, env=env | {"TZ": "UTC"})
+    try:
+        unit.wait_console("unit log-tz-01 starting")
+    finally:
+        unit.stop()
+    line = next(line for line in unit.console().splitlines() if "unit log-tz-01 starting" in line)
+    stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d{3}(\+0700) INFO ", line)
+    assert stamp, line
+    logged = datetime.strptime(stamp[1] + stamp[2], "%Y-%m-%d %H:%M:%S%z")
+    now = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert abs(now - logged) < timedelta(minutes=2)
+
+
+def test_the_readme_says_how_to_reach_loaxa_and_choose_its_language():
+    """A newcomer after `make run` found no `loaxa` on PATH and no word of LOAXA_LANG."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    venv = re.search(r"^VENV \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)[1]
+    assert f". {venv}/bin/activate" in readme and f"{venv}/bin/loaxa" in readme
+    for variable in ("LOAXA_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):  # what loaxa.i18n reads
+        assert f"`{variable}" in readme or f"/{variable}`" in readme or f"{variable}=" in readme, variable

@@ -142,6 +142,40 @@ def test_check_json(tmp_path, doc_file):
     assert len(report["warnings"]) == 1
 
 
+def crowded_doc(count: int, at: str = "07:00") -> dict:
+    """`count` daily items all at one time: the worst case for overlap warnings."""
+    d = example_doc()
+    d["items"] = [{"id": f"i{n}", "play": ["chime"], "at": at} for n in range(count)]
+    return d
+
+
+def test_check_of_a_crowded_document_warns_in_proportion_to_its_length(tmp_path):
+    """Every pair of 300 simultaneous items was a warning (44,850 of them, found by comparing
+    every play with every later one); a run of plays warns of each play and the one before it."""
+    path = write_doc(tmp_path, crowded_doc(300))
+    result = loaxa("schedule", "check", path, "--from", "2026-11-30", "--days", "1", "--quiet-hours", "",
+                   "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = json.loads(out(result))["warnings"]
+    assert len(warnings) == 299
+    assert warnings[0].startswith("items i0 and i1 overlap (first at 2026-11-30T07:00:00+07:00)")
+
+
+def test_check_warns_of_plays_inside_a_long_stream_beyond_the_one_before():
+    from loaxa.commands.schedule import find_overlaps
+    from scheduler import occurrences
+    from datetime import datetime
+    d = example_doc()
+    d["items"] = [{"id": "vov1", "stream": "http://radio.example.vn/vov1", "duration_s": 1800,
+                   "fallback": "bt-giam-ngheo", "at": "05:00"},
+                  {"id": "a", "play": ["chime"], "at": "05:10"}, {"id": "b", "play": ["chime"], "at": "05:20"}]
+    schedule = parse_schedule(dump(d))
+    start = datetime.fromisoformat("2026-11-30T00:00:00+07:00")
+    plays = occurrences(schedule, start, start.replace(hour=12))
+    assert [w.split(" (")[0] for w in find_overlaps(plays)] == [
+        "items vov1 and a overlap", "items vov1 and b overlap"]
+
+
 def test_check_refuses_an_invalid_document_in_one_line(tmp_path):
     d = example_doc()
     d["items"][1]["volume"] = 140
@@ -389,3 +423,37 @@ def test_broker_options_refusals(tmp_path, toml, expected):
     with pytest.raises(ConfigError) as info:
         broker_options(_broker_args("--config", config))
     assert expected in str(info.value)
+
+
+# ---- push over what a topic retains (issue 11, item 14) ----
+
+def test_push_of_an_edited_document_under_the_same_version_is_refused(tmp_path, broker, doc_file, keys):
+    """Every unit refused the edit (same id and version, other content) while push said it was published."""
+    key, _, trusted = keys
+    assert loaxa("schedule", "push", doc_file, "--key", key, "--broker", broker.url, cwd=tmp_path).returncode == 0
+    again = loaxa("schedule", "push", doc_file, "--key", key, "--broker", broker.url, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # the same document again: units say "unchanged"
+    d = json.loads(doc_file.read_text(encoding="utf-8"))
+    d["items"][0]["at"] = "06:30"
+    edited = write_doc(tmp_path, d, "edited.json")
+    refused = loaxa("schedule", "push", edited, "--key", key, "--broker", broker.url, cwd=tmp_path)
+    line = assert_one_line_failure(refused, f"{GROUP_TOPIC} retains schedule {DOC_ID} version 3 with other "
+                                            "content", "give it version 4", "--force")
+    assert "published" not in out(refused), line
+    assert parse_schedule(open_envelope(_retained(broker, GROUP_TOPIC)[GROUP_TOPIC], trusted)[0]).items[0].at == "06:00"
+    forced = loaxa("schedule", "push", edited, "--key", key, "--force", "--broker", broker.url, cwd=tmp_path)
+    assert forced.returncode == 0
+    assert "warning: " in forced.stderr.decode() and "publishing anyway (--force)" in forced.stderr.decode()
+    d["version"] = 4
+    newer = write_doc(tmp_path, d, "v4.json")
+    assert loaxa("schedule", "push", newer, "--key", key, "--broker", broker.url, cwd=tmp_path).returncode == 0
+
+
+def test_push_of_a_lower_version_than_retained_is_refused(tmp_path, broker, doc_file, keys):
+    key = keys[0]
+    d = json.loads(doc_file.read_text(encoding="utf-8"))
+    d["version"] = 7
+    assert loaxa("schedule", "push", write_doc(tmp_path, d, "v7.json"), "--key", key, "--to", "unit:dl-easup-iarve-02",
+                 "--broker", broker.url, cwd=tmp_path).returncode == 0
+    refused = loaxa("schedule", "push", doc_file, "--key", key, "--broker", broker.url, cwd=tmp_path)
+    assert_one_line_failure(refused, f"{UNIT_TOPIC} retains schedule {DOC_ID} version 7, newer than this version 3")

@@ -224,3 +224,28 @@ def test_the_suite_never_points_a_demo_at_1883(tmp_path):
             guard.close()
             assert not reached_1883
     assert f"connecting to broker {os.environ['LOAXA_DEMO_BROKER']}" in unit.console()
+
+
+# ---- the documented fault example (issue 11, item 14) ----
+
+def _documented_fault_plans():
+    import re
+    root = Path(__file__).resolve().parents[1]
+    for doc in ("README.md", "docs/hardware.md"):
+        for plan in re.findall(r'LOAXA_MOCK_FAULTS="([^"]+)"', (root / doc).read_text(encoding="utf-8")):
+            yield doc, plan
+
+
+@pytest.mark.parametrize("doc, plan", list(_documented_fault_plans()))
+def test_the_documented_amplifier_fault_lands_while_the_demo_plays(doc, plan):
+    """`amplifier:protect=short@60` landed after the first bulletin, with the amplifier off,
+    and was cleared at 120 before the next: the demo showed nothing."""
+    from audio import DEMO_BULLETIN, duration_s
+    from device.demo import EVERY_S, FIRST_PLAY_AFTER_S
+    from hw.mock import parse_fault_plan
+    steps = parse_fault_plan(plan)
+    protect = [s["after_s"] for s in steps if s["part"] == "amplifier" and s["action"] == "protect"]
+    clear = [s["after_s"] for s in steps if s["part"] == "amplifier" and s["action"] == "clear"]
+    on_air = (FIRST_PLAY_AFTER_S + 3, FIRST_PLAY_AFTER_S + duration_s(DEMO_BULLETIN) - 3)  # with a margin
+    assert protect and on_air[0] <= protect[0] <= on_air[1], (doc, plan, on_air)
+    assert not clear or protect[0] < clear[0] < FIRST_PLAY_AFTER_S + EVERY_S, (doc, plan)

@@ -49,7 +49,7 @@ def test_fires_lead_seconds_before_the_item_once(tmp_path):
     clock.advance(0.1)
     p.tick()
     p.tick()
-    assert rec.played == ["dak-lak/2026-w48|1|sang|2026-11-30T06:00:00+07:00"]
+    assert rec.played == ["dak-lak/2026-w48|sang|2026-11-30T06:00:00+07:00"]
 
 
 def test_clock_stepped_forward_and_back_around_an_item_plays_it_once(tmp_path):
@@ -85,17 +85,46 @@ def test_a_big_forward_step_coalesces_instead_of_a_burst(tmp_path):
     clock.step(timedelta(days=1, minutes=3).total_seconds())  # a day and 3 minutes forward
     p.tick()
     # `tin-00` fell due twice (29 Nov and 30 Nov): the older is reported, only the latest plays.
-    assert [k.split("|")[2:] for k in rec.played] == [["tin-00", "2026-11-30T06:00:00+07:00"],
+    assert [k.split("|")[1:] for k in rec.played] == [["tin-00", "2026-11-30T06:00:00+07:00"],
                                                      ["gio", "2026-11-30T06:00:00+07:00"]]
-    assert [(k.split("|")[3], "coalesced" in why) for k, why in rec.missed] == \
+    assert [(k.split("|")[2], "coalesced" in why) for k, why in rec.missed] == \
         [("2026-11-29T06:00:00+07:00", True)]
 
 
 def test_a_unit_started_late_still_hands_over_within_the_lateness_limit(tmp_path):
+    (tmp_path / "fired.json").write_text("{}")  # the run that stored the document wrote its ledger
     clock, rec = ManualClock(T + timedelta(minutes=3)), Recorder()
     p = planner(tmp_path, clock, [schedule([{"id": "sang", "play": ["chime"], "at": "06:00"}])], rec)
     p.tick()
     assert len(rec.played) == 1  # the player decides: 3 minutes late is within 10
+
+
+def test_a_new_version_that_keeps_a_played_item_does_not_play_it_again(tmp_path):
+    """v1's 06:00 `sang` played; v2 (another item added, `sang` still at 06:00) is accepted
+    at 06:02:50, within the lateness limit: the same play, not handed over twice."""
+    clock, rec = ManualClock(T - timedelta(seconds=10)), Recorder()
+    docs = [schedule([{"id": "sang", "play": ["chime"], "at": "06:00"}])]
+    p = planner(tmp_path, clock, docs, rec)
+    clock.advance(10)
+    p.tick()
+    assert len(rec.played) == 1
+    clock.advance(170)
+    docs[:] = [schedule([{"id": "sang", "play": ["chime"], "at": "06:00"},
+                         {"id": "chieu", "play": ["chime"], "at": "17:00"}], version=2)]
+    p.replan()
+    p.tick()
+    assert len(rec.played) == 1 and rec.missed == []
+
+
+def test_a_ledger_from_an_earlier_release_still_stops_a_replay(tmp_path):
+    """Earlier releases keyed the ledger with the version too: read after an update, it
+    still says the 06:00 play happened."""
+    (tmp_path / "fired.json").write_text(json.dumps(
+        {"dak-lak/2026-w48|1|sang|2026-11-30T06:00:00+07:00": "2026-11-30T06:00:00+07:00"}))
+    clock, rec = ManualClock(T + timedelta(minutes=3)), Recorder()
+    p = planner(tmp_path, clock, [schedule([{"id": "sang", "play": ["chime"], "at": "06:00"}])], rec)
+    p.tick()
+    assert rec.played == [] and rec.missed == []
 
 
 def test_clock_watch_sees_steps_and_trust_changes():

@@ -117,3 +117,77 @@ def test_report_of_an_unknown_schedule_or_window(capsys, db):
     code, _, err = run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w48",
                        "--from", "2026-12-02", "--to", "2026-12-01")
     assert code == 1 and "window is empty" in err
+
+
+# ---- an install without the database packages (issue 11, item 10) ----
+
+WITHOUT = """
+import importlib.abc, sys
+MISSING = set(sys.argv.pop(1).split(","))
+class Missing(importlib.abc.MetaPathFinder):
+    # Stands in for an install that lacks these packages: importing them fails as it would.
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in MISSING:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+from loaxa.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("missing, argv, wanted", [
+    ("sqlalchemy", ["fleet", "status"], "the fleet database needs SQLAlchemy"),
+    ("sqlalchemy", ["fleet", "report", "--schedule", "x/y"], "the fleet database needs SQLAlchemy"),
+    ("sqlalchemy", ["fleet", "collect", "--broker", "mqtt://127.0.0.1:9"], "the fleet database needs SQLAlchemy"),
+    ("psycopg", ["fleet", "status", "--db", "postgresql://nobody@127.0.0.1:9/fleet"],
+     "database URL postgresql+psycopg://nobody@127.0.0.1:9/fleet: a PostgreSQL database needs psycopg 3"),
+])
+def test_a_missing_database_package_is_one_line_with_the_install_command(tmp_path, missing, argv, wanted):
+    """After `make run`, `loaxa fleet status` died with "internal error: ModuleNotFoundError"."""
+    import sys
+    from tests.test_cli import ROOT, python
+    result = python(WITHOUT, missing, *argv, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"loaxa: error: {wanted}, which is not installed here: "
+                                                   f"run {sys.executable} -m pip install '"), lines
+    install = lines[0].split("pip install ")[1].strip("'")
+    assert install.split(">=")[0].split("[")[0].lower() == missing
+
+
+def test_the_default_install_carries_the_fleet_database():
+    """What the README's fleet commands need comes with `pip install -e .` (the unit never imports it)."""
+    import tomllib
+    from tests.test_cli import ROOT
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(dep.startswith("SQLAlchemy") for dep in project["dependencies"])
+    from fleet.db import PSYCOPG_REQUIREMENT
+    from loaxa.commands.fleet import DATABASE_PACKAGES
+    assert DATABASE_PACKAGES["sqlalchemy"][1] in project["dependencies"]
+    assert DATABASE_PACKAGES["psycopg"][1] == PSYCOPG_REQUIREMENT
+    assert PSYCOPG_REQUIREMENT in project["optional-dependencies"]["fleet"]
+
+
+# ---- the headline coverage is coloured by its value (issue 11, item 14) ----
+
+@pytest.mark.parametrize("completed, targeted, band", [
+    (0, 10, "poor"), (7, 10, "poor"), (8, 10, "fair"), (94, 100, "fair"), (95, 100, "good"), (3, 3, "good"),
+    (0, 0, "none")])
+def test_coverage_bands(completed, targeted, band):
+    from fleet.report_html import coverage_class
+    assert coverage_class(completed, targeted) == band
+
+
+def test_the_html_coverage_figure_is_not_green_at_a_poor_value(capsys, db, tmp_path):
+    """0% (here 50%) was shown in the same green as 100%."""
+    import re
+
+    from fleet.report_html import COVERAGE_BANDS
+    html = tmp_path / "report.html"
+    assert run(capsys, "fleet", "report", "--db", db, "--schedule", "dak-lak/w48", *WINDOW, "--html", str(html))[0] == 0
+    page = html.read_text(encoding="utf-8")
+    figure = re.search(r'<span class="big (\w+)">([^<]+)</span>', page)
+    assert figure and figure.groups() == ("poor", "50.0%")
+    colours = {name: colour for _, name, colour in COVERAGE_BANDS}
+    assert f".poor{{color:{colours['poor']}}}" in page and colours["poor"] != colours["good"]
+    assert "<td class=poor>50.0%</td>" in page

@@ -123,3 +123,23 @@ def test_mock_readings_can_be_set():
     assert probes.disk_free_mb("/") == 12.0
     with pytest.raises(TypeError, match="fan_rpm"):
         probes.set(fan_rpm=3000)
+
+
+def test_mock_uptime_is_the_mock_units_own():
+    """It was three days from the first second; now it counts from the mock unit's start."""
+    from datetime import datetime, timezone
+
+    from hw import MockHardware
+    from tests.support.clock import ManualClock
+    clock = ManualClock(datetime(2026, 12, 1, tzinfo=timezone.utc))
+    probes = MockProbes(clock=clock)
+    assert probes.uptime_s() == 0.0
+    clock.advance(90.5)
+    assert probes.uptime_s() == 90.5
+    probes.set(uptime_s=7.0)  # a test may still fix it
+    assert probes.uptime_s() == 7.0
+    probes.set(uptime_s=None)
+    assert probes.uptime_s() == 90.5
+    import tempfile
+    with tempfile.TemporaryDirectory() as out, MockHardware(out) as factory:
+        assert 0 <= factory.probes().uptime_s() < 60

@@ -57,6 +57,30 @@ def test_catalog_translates_and_falls_back(vietnamese):
     assert i18n._("Next steps:") == "Next steps:"
 
 
+def test_a_language_for_one_piece_of_work_stays_on_its_thread(vietnamese):
+    """How the daemon answers a control request in the asker's language (issue 11, item 13)."""
+    import threading
+    seen = {}
+    inside, release = threading.Event(), threading.Event()
+
+    def other_thread():
+        inside.wait(5)
+        seen["other"] = (i18n._("Next steps:"), i18n.current_language())
+        release.set()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    with i18n.language("en") as code:
+        inside.set()
+        release.wait(5)
+        seen["inside"] = (i18n._("Next steps:"), code, i18n.current_language())
+    worker.join(5)
+    assert seen == {"inside": ("Next steps:", "en", "en"), "other": ("Các bước tiếp theo:", "vi")}
+    assert i18n._("Next steps:") == "Các bước tiếp theo:"
+    with i18n.language("klingon"), i18n.language(None):  # unknown or none: the process's own
+        assert i18n._("Next steps:") == "Các bước tiếp theo:"
+
+
 # ---------------------------------------------------------------- the catalogs in the tree
 
 def catalog(language: str):

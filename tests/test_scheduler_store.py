@@ -284,6 +284,10 @@ def test_corrupt_files_never_crash_a_load(store, folder, caplog):
     assert again.topics_in_force().keys() == {GROUP_TOPIC}
     assert again.versions() == {"dak-lak/2026-w48": 3}  # rebuilt from the documents
     assert caplog.text.count("dropped") == 4 and "unreadable" in caplog.text
+    # The damaged files are kept aside for inspection, out of the way of the next load.
+    assert sorted(p.name.split(".corrupt-")[0] for p in topics.glob("*.corrupt-*")) == \
+        ["0123.json", "0124.json", "0125.json", topic_file_name(UNIT_TOPIC)]
+    assert len(list(folder.glob("versions.json.corrupt-*"))) == 1
 
 
 def test_a_crash_between_the_version_and_the_document_is_harmless(store, folder):

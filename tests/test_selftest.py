@@ -2,6 +2,7 @@
 broker, each part failing the way it fails in the field, and SPEC's --json shape."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +209,30 @@ def test_hardware_held_by_someone_else_fails_the_hardware_checks_only(tmp_path):
     assert not checks["amplifier"]["ok"] and not checks["gps"]["required"]
     assert checks["broker"]["ok"] and checks["clock"]["ok"] and checks["disk"]["ok"]
     assert result["ok"] is False
+
+
+VIETNAMESE_LETTERS = "ăâđêôơưáàảãạấầẩẫậắằẳẵặéèẻẽẹếềểễệíìỉĩịóòỏõọốồổỗộớờởỡợúùủũụứừửữựýỳỷỹỵ"
+
+
+def test_the_daemon_answers_in_the_language_of_whoever_asks(tmp_path, broker):
+    """`LOAXA_LANG=en loaxa selftest` beside a daemon running in Vietnamese: English details,
+    not the daemon's Vietnamese ones (and the other way round)."""
+    import os
+
+    from tests.support.unit import UnitProcess
+
+    config = write_config(tmp_path, broker.url)
+    env = {k: v for k, v in os.environ.items() if k not in ("LOAXA_LANG", "LOAXA_DEBUG", "LOAXA_CONFIG")}
+    unit = UnitProcess(Path(config), env=env | {"LOAXA_LANG": "vi"})
+    try:
+        unit.wait_console("control socket at")
+        english = run_loaxa("selftest", "--config", config, timeout=90, env=env | {"LOAXA_LANG": "en"})
+        vietnamese = run_loaxa("selftest", "--config", config, timeout=90, env=env | {"LOAXA_LANG": "vi"})
+    finally:
+        unit.stop()
+    assert english.returncode == 0, english.stdout + english.stderr
+    assert "clicked on and off" in english.stdout and "All required checks passed." in english.stdout
+    assert not set(english.stdout.lower()) & set(VIETNAMESE_LETTERS), english.stdout
+    assert vietnamese.returncode == 0
+    assert "clicked on and off" not in vietnamese.stdout
+    assert set(vietnamese.stdout.lower()) & set(VIETNAMESE_LETTERS)

@@ -9,5 +9,7 @@ from ._pty import PtySimulator
 from .amplifier import AmplifierSimulator
 from .gps import GpsSimulator
 from .modem import ModemSimulator
+from .route import Route, RouteError, RouteFault, load_route, parse_faults, parse_gpx
 
-__all__ = ["AmplifierSimulator", "GpsSimulator", "ModemSimulator", "PtySimulator"]
+__all__ = ["AmplifierSimulator", "GpsSimulator", "ModemSimulator", "PtySimulator", "Route", "RouteError",
+           "RouteFault", "load_route", "parse_faults", "parse_gpx"]

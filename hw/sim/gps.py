@@ -5,6 +5,11 @@
     sim.fail("silent")     # the receiver stops talking
     sim.fail("unplugged")  # the USB cable is out
     sim.clear()
+
+A vehicle: `GpsSimulator(route=Route.from_waypoints([...]), faults=parse_faults("lost@60+20"))`
+drives the route (`hw.sim.route`), its time the seconds of `utc()` since `route_start`
+(by default the first `utc()` reading): inject a faster `utc` to drive a route quickly.
+Without a route the receiver stays at (`lat`, `lon`), as it always did.
 """
 
 import time
@@ -12,6 +17,9 @@ from datetime import datetime, timezone
 
 from ..nmea import with_checksum
 from ._pty import PtySimulator
+from .route import Route, RoutePoint, RouteFault, offset
+
+KNOTS_PER_KMH = 1 / 1.852
 
 
 class GpsSimulator(PtySimulator):
@@ -19,11 +27,14 @@ class GpsSimulator(PtySimulator):
 
     def __init__(self, *, lat: float = 12.6797, lon: float = 108.0446, altitude_m: float = 512.3,
                  talker: str = "GN", interval_s: float = 1.0, satellites: int = 9,
-                 link_path=None, utc=None):
+                 link_path=None, utc=None, route: Route | None = None,
+                 faults: tuple[RouteFault, ...] = (), route_start: float | None = None):
         super().__init__(link_path=link_path)
         self.lat, self.lon, self.altitude_m = lat, lon, altitude_m
         self.talker, self.interval_s, self.satellites = talker, interval_s, satellites
         self.utc = utc or time.time  # seconds since the epoch the receiver reports
+        self.route, self.faults = route, tuple(faults)
+        self.route_start = route_start if route_start is not None or route is None else self.utc()
         self.lost = self.silent = False
         self._next = 0.0
         self.epochs_sent = 0
@@ -57,35 +68,57 @@ class GpsSimulator(PtySimulator):
             self.send(self.epoch(self.utc()))
             self.epochs_sent += 1
 
+    def position_at(self, epoch_s: float) -> tuple[RoutePoint | None, bool]:
+        """What the receiver reports at `epoch_s`: (position, lost). With a route, the
+        position includes the route's faults (a jump, jitter); `lost` is a lost fix."""
+        if self.route is None:
+            return RoutePoint(self.lat, self.lon, 0.0, None), self.lost
+        t = epoch_s - self.route_start
+        point = self.route.at(t)
+        lat, lon, lost = point.lat, point.lon, self.lost
+        for fault in self.faults:
+            if fault.active(t):
+                lost = lost or fault.kind == "lost"
+                if fault.shift(t):
+                    lat, lon = offset(lat, lon, fault.shift(t), fault.bearing_deg)
+        return RoutePoint(lat, lon, point.speed_kmh, point.course_deg), lost
+
     def epoch(self, epoch_s: float) -> bytes:
         """One second's sentences, as a receiver sends them together."""
         moment = datetime.fromtimestamp(epoch_s, timezone.utc)
         hms = moment.strftime("%H%M%S") + f".{moment.microsecond // 10000:02d}"
-        lines = [self._gga(hms), self._rmc(hms, moment), self._gsa(), *self._gsv()]
+        point, lost = self.position_at(epoch_s)
+        lines = [self._gga(hms, point, lost), self._rmc(hms, moment, point, lost), self._gsa(lost),
+                 *self._gsv(lost)]
         return "".join(with_checksum(body) + "\r\n" for body in lines).encode("ascii")
 
-    def _gga(self, hms: str) -> str:
+    def _gga(self, hms: str, point: RoutePoint, lost: bool) -> str:
         t = self.talker
-        if self.lost:
+        if lost:
             return f"{t}GGA,{hms},,,,,0,00,99.99,,,,,,"
-        return (f"{t}GGA,{hms},{_lat(self.lat)},{_lon(self.lon)},1,{self.satellites:02d},0.9,"
+        return (f"{t}GGA,{hms},{_lat(point.lat)},{_lon(point.lon)},1,{self.satellites:02d},0.9,"
                 f"{self.altitude_m:.1f},M,-2.1,M,,")
 
-    def _rmc(self, hms: str, moment: datetime) -> str:
+    def _rmc(self, hms: str, moment: datetime, point: RoutePoint, lost: bool) -> str:
         t, day = self.talker, moment.strftime("%d%m%y")
-        if self.lost:
+        if lost:
             return f"{t}RMC,{hms},V,,,,,,,{day},,,N"
-        return f"{t}RMC,{hms},A,{_lat(self.lat)},{_lon(self.lon)},0.02,,{day},,,A"
+        if self.route is None:
+            speed, course = "0.02", ""  # a parked receiver's noise, as before
+        else:
+            speed = f"{point.speed_kmh * KNOTS_PER_KMH:.2f}"
+            course = "" if point.course_deg is None else f"{point.course_deg:.1f}"
+        return f"{t}RMC,{hms},A,{_lat(point.lat)},{_lon(point.lon)},{speed},{course},{day},,,A"
 
-    def _gsa(self) -> str:
-        used = [] if self.lost else [5, 13, 15, 18, 20, 24, 29, 10, 2][: self.satellites]
+    def _gsa(self, lost: bool = False) -> str:
+        used = [] if lost else [5, 13, 15, 18, 20, 24, 29, 10, 2][: self.satellites]
         ids = [f"{n:02d}" for n in used] + [""] * (12 - len(used))
-        mode = "1" if self.lost else "3"
+        mode = "1" if lost else "3"
         return f"{self.talker}GSA,A,{mode},{','.join(ids)},1.6,0.9,1.3"
 
-    def _gsv(self) -> list[str]:
+    def _gsv(self, lost: bool = False) -> list[str]:
         sats = [(5, 41, 112, 38), (13, 60, 24, 42), (15, 22, 310, 30), (18, 77, 190, 45)]
-        body = ",".join(f"{n:02d},{el:02d},{az:03d},{'' if self.lost else snr}" for n, el, az, snr in sats)
+        body = ",".join(f"{n:02d},{el:02d},{az:03d},{'' if lost else snr}" for n, el, az, snr in sats)
         return [f"GPGSV,1,1,04,{body}"]
 
 

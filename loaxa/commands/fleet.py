@@ -8,6 +8,7 @@ loaxa-fleet.db in the current folder) or `postgresql://user@host/db`.
 
 import argparse
 import csv
+import functools
 import io
 import json
 import signal
@@ -23,8 +24,14 @@ from loaxa.commands._args import positive_int
 from loaxa.errors import ConfigError
 from loaxa.fsio import atomic_write_text
 
-# SQLAlchemy is the `fleet` extra: a unit's install has none, so it is imported only
-# when a fleet command runs (`_db()`), never when the CLI starts.
+# SQLAlchemy comes with the default install (psycopg, for PostgreSQL, is the `fleet`
+# extra); the unit never imports either, and the CLI only when a database command runs.
+# An install without them (an older one, a trimmed offline bundle) gets the exact command.
+DATABASE_PACKAGES = {
+    "sqlalchemy": ("the fleet database needs SQLAlchemy", "SQLAlchemy>=2.0,<2.1"),
+    "greenlet": ("SQLAlchemy needs greenlet", "greenlet"),
+    "psycopg": ("a PostgreSQL database needs psycopg 3", "psycopg[binary]>=3.1,<4"),
+}
 DB_HELP = ("database URL: sqlite:////abs/path.db or postgresql://user@host/db "
            "(default: loaxa-fleet.db in the current folder)")
 
@@ -200,13 +207,33 @@ def _register_simulate(commands) -> None:
 
 
 def _db():
-    """fleet.db, or one clear line when the fleet extra is not installed."""
-    try:
-        import sqlalchemy  # noqa: F401
-        from fleet import db
-    except ImportError as exc:
-        raise FleetError(f"the fleet database needs SQLAlchemy ({exc}): pip install 'loaxa[fleet]'") from exc
+    from fleet import db
     return db
+
+
+def missing_package_error(exc: ModuleNotFoundError) -> FleetError | None:
+    """One line naming the exact install command for a database package that is missing."""
+    known = DATABASE_PACKAGES.get((exc.name or "").split(".")[0])
+    if known is None:
+        return None
+    what, requirement = known
+    return FleetError(f"{what}, which is not installed here: run "
+                      f"{sys.executable} -m pip install '{requirement}'")
+
+
+def needs_database(handler):
+    """A command that uses the fleet database: a missing driver is one clear line, wherever
+    in the command (or the fleet modules it imports) the import fails."""
+    @functools.wraps(handler)
+    def run(args) -> int:
+        try:
+            return handler(args)
+        except ModuleNotFoundError as exc:
+            error = missing_package_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+    return run
 
 
 # ---- collect ----
@@ -217,6 +244,7 @@ def _install_stop_handlers(stop: threading.Event) -> None:
             signal.signal(sig, lambda *_: stop.set())
 
 
+@needs_database
 def collect(args) -> int:
     from fleet.collector import Collector, CollectorSettings, default_client_id
     from fleet.store import FleetStore
@@ -253,6 +281,7 @@ def _reading(func):
         raise FleetError(f"database: {_db().db_error_text(exc)}") from exc
 
 
+@needs_database
 def status(args) -> int:
     from fleet.status import fleet_status, render_text
     from fleet.store import FleetStore
@@ -287,6 +316,7 @@ def _csv_text(report_doc: dict) -> str:
     return out.getvalue()
 
 
+@needs_database
 def report(args) -> int:
     from fleet.report import build_report, render_text, to_json
     from fleet.report_html import render_html

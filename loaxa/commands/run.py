@@ -1,7 +1,9 @@
 """`loaxa run`: the unit daemon, or the built-in demo when no config exists."""
 
 import logging
+from zoneinfo import ZoneInfo
 
+from loaxa.cli import log_in_timezone
 from provisioning import find_config, load_config
 
 log = logging.getLogger("loaxa.run")
@@ -21,12 +23,14 @@ def run(args) -> int:
     # Imported here so `loaxa --help` stays fast and free of hardware imports.
     path = find_config(args.config)
     if path is None:
-        from device.demo import run_demo
+        from device.demo import build_demo_config, run_demo
 
+        log_in_timezone(ZoneInfo(build_demo_config().unit.timezone))
         return run_demo()
     from device.daemon import Unit
 
     cfg = load_config(path)
+    log_in_timezone(ZoneInfo(cfg.unit.timezone))
     log.info("unit %s starting with %s", cfg.unit.id, path)
     Unit(cfg).run()
     return 0

@@ -134,11 +134,16 @@ def _register_push(commands) -> None:
         "push", help="publish a schedule to units and groups",
         description="Publish FILE retained (QoS 1) to the schedule topic of each --to, by default "
                     "each of the document's targets, and wait for the broker to acknowledge each. "
-                    "An unsigned FILE is signed with --key first; a signed envelope is sent as is.")
+                    "An unsigned FILE is signed with --key first; a signed envelope is sent as is. "
+                    "Refused (unless --force) where a topic already retains this schedule under the "
+                    "same version with other content, or under a higher version: units holding that "
+                    "one would refuse this.")
     p.add_argument("file", metavar="FILE", help="schedule document or signed envelope ('-': stdin)")
     p.add_argument("--key", metavar="KEY.key", help="the operator's private key (for an unsigned FILE)")
     p.add_argument("--to", action="append", type=target_arg, metavar="unit:ID|group:PATH",
                    help="publish to this target's topic (repeatable; must be one of the document's targets)")
+    p.add_argument("--force", action="store_true",
+                   help="publish even over a retained copy of this schedule that units would keep instead")
     add_broker_arguments(p)
     p.set_defaults(func=push)
 
@@ -250,14 +255,22 @@ def _overlap_end(occurrence) -> datetime:
 
 
 def find_overlaps(plays) -> list[str]:
-    """One warning per pair of items whose plays overlap (see the module doc)."""
+    """One warning per pair of items whose plays overlap (see the module doc).
+
+    Linear in the plays (sorted by time): each play is compared with the play just before
+    it and with the earlier play whose window reaches furthest (a long stream), not with
+    every earlier play, so a crowded document costs no more than its length. A run of plays
+    a, b, c inside one window thus warns of (a, b) and (b, c), enough to show the crowd.
+    """
     pairs: dict[tuple[str, str], list] = {}
-    for i, first in enumerate(plays):
-        end = _overlap_end(first)
-        for second in plays[i + 1:]:
-            if second.at >= end:
-                break
-            pairs.setdefault((first.item.id, second.item.id), []).append(second.at)
+    previous = widest = None
+    for play in plays:
+        for earlier in (previous,) if widest is previous else (previous, widest):
+            if earlier is not None and play.at < _overlap_end(earlier):
+                pairs.setdefault((earlier.item.id, play.item.id), []).append(play.at)
+        if widest is None or _overlap_end(play) >= _overlap_end(widest):
+            widest = play
+        previous = play
     return [_overlap_warning(a, b, times) for (a, b), times in pairs.items()]
 
 
@@ -288,6 +301,7 @@ def _check_report(schedule, source: Input, signature: str, args) -> dict:
     warnings = _validity_warnings(schedule, start) + find_overlaps(plays)
     warnings += [f"{line}; a unit with these quiet hours refuses the document"
                  for line in quiet_hours_conflicts(schedule, args.quiet_hours)]
+    warnings += _area_warnings(schedule)
     return {
         "valid": True, "file": source.name, "id": schedule.id, "version": schedule.version,
         "signed": source.envelope is not None, "key": source.key_name, "signature": signature,
@@ -295,8 +309,59 @@ def _check_report(schedule, source: Input, signature: str, args) -> dict:
         "valid_from": schedule.valid_from.isoformat(), "valid_until": schedule.valid_until.isoformat(),
         "from": start.isoformat(), "days": args.days,
         "plays": [{"item": o.item.id, "at": o.at.isoformat(), "priority": o.item.priority} for o in plays],
+        "areas": {area_id: area.as_dict() for area_id, area in schedule.areas.items()},
+        "windows": _area_windows(schedule, start, start + timedelta(days=args.days)),
         "warnings": warnings,
     }
+
+
+# ---- area items (SPEC "Mobile units") ----
+
+def _area_windows(schedule, start, end) -> list[dict]:
+    from scheduler.area_plan import windows
+
+    return [{"item": w.item.id, "area": w.item.where, "from": w.start.isoformat(), "until": w.end.isoformat(),
+             "priority": w.item.priority, "every_s": w.item.every_s, "max_plays": w.item.max_plays}
+            for w in windows(schedule, start, end)]
+
+
+def _area_warnings(schedule) -> list[str]:
+    used = {item.where for item in schedule.items if item.is_area}
+    return [f"area {area_id} is not used by any item" for area_id in schedule.areas if area_id not in used]
+
+
+def _hhmm(moment) -> str:
+    return moment.strftime("%H:%M:%S" if moment.second else "%H:%M")
+
+
+def _seconds_text(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def _describe_area(area_id: str, area) -> str:
+    from scheduler.areas import Circle
+
+    if isinstance(area, Circle):
+        return f"{area_id}: circle of {area.r_m:g} m around {area.lat:.5f}, {area.lon:.5f}"
+    return f"{area_id}: polygon of {len(area.points)} points, {area.area_m2() / 1e6:.2f} km2"
+
+
+def _print_areas(report: dict, schedule) -> None:
+    if not schedule.areas:
+        return
+    print("areas (an area item plays while the vehicle is inside, within its window):")
+    for area_id, area in schedule.areas.items():
+        print(f"  {_describe_area(area_id, area)}")
+    if not any(item.is_area for item in schedule.items):
+        return
+    print(f"area windows for {report['days']} day(s) from {report['from']}:")
+    for w in report["windows"][:MAX_LISTED_PER_ITEM * 5]:
+        start, end = datetime.fromisoformat(w["from"]), datetime.fromisoformat(w["until"])
+        print(f"  {w['item']} in {w['area']}: {start:%a %Y-%m-%d} {_hhmm(start)}-{_hhmm(end)} {start:%z}")
+    if len(report["windows"]) > MAX_LISTED_PER_ITEM * 5:
+        print(f"  ... and {len(report['windows']) - MAX_LISTED_PER_ITEM * 5} more")
+    if not report["windows"]:
+        print("  (no windows in this period)")
 
 
 def _describe_item(item) -> str:
@@ -305,7 +370,11 @@ def _describe_item(item) -> str:
         sound += f", fallback {item.fallback}" if item.fallback else ""
     else:
         sound = ", ".join(item.play) + (f" x{item.repeat}" if item.repeat > 1 else "")
-    when = f"at {item.at}" if item.once_at else f"{item.at} on {_days_text(item.days)}"
+    if item.is_area:
+        when = (f"in area {item.where} {_hhmm(item.window_from)}-{_hhmm(item.window_until)} on "
+                f"{_days_text(item.days)}, every {_seconds_text(item.every_s)}, at most {item.max_plays} a day")
+    else:
+        when = f"at {item.at}" if item.once_at else f"{item.at} on {_days_text(item.days)}"
     return f"{item.id} ({item.priority}; {when}; {sound})"
 
 
@@ -320,15 +389,19 @@ def _print_check(report: dict, schedule) -> None:
     print(f"  valid {schedule.valid_from} to {schedule.valid_until}, times in {schedule.timezone}; "
           f"{len(schedule.items)} item(s), {len(schedule.media)} media")
     print(f"next plays for {report['days']} day(s) from {report['from']}:")
+    times_of = {}
+    for play in report["plays"]:  # grouped once: a scan per item is quadratic in items
+        times_of.setdefault(play["item"], []).append(play["at"])
     for item in schedule.items:
-        times = [p["at"] for p in report["plays"] if p["item"] == item.id]
+        times = times_of.get(item.id, [])
         print(f"  {_describe_item(item)}")
         for at in times[:MAX_LISTED_PER_ITEM]:
             print(f"    {datetime.fromisoformat(at):%a %Y-%m-%d %H:%M:%S %z}")
         if len(times) > MAX_LISTED_PER_ITEM:
             print(f"    ... and {len(times) - MAX_LISTED_PER_ITEM} more")
-        if not times:
+        if not times and not item.is_area:
             print("    (no plays in this window)")
+    _print_areas(report, schedule)
     for warning in report["warnings"]:
         print(f"warning: {warning}")
 
@@ -401,6 +474,38 @@ def _push_targets(schedule, wanted) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def replacement_problem(held, schedule) -> str | None:
+    """Why units holding `held` (what a topic retains) would refuse `schedule`, or None."""
+    if held is None or held.id != schedule.id:
+        return None  # another schedule on this topic: replacing it is what a new one does
+    if held.version > schedule.version:
+        return (f"retains schedule {held.id} version {held.version}, newer than this version "
+                f"{schedule.version}: units that have it refuse this one")
+    if held.version == schedule.version and held.digest != schedule.digest:
+        return (f"retains schedule {held.id} version {held.version} with other content: units that "
+                f"have it refuse an edited document under the same version; give it version "
+                f"{held.version + 1}")
+    return None
+
+
+def _retained_document(options, topic: str):
+    raw = read_retained(options, topic)
+    try:
+        return None if raw is None else parse_schedule(read_envelope(raw).payload)
+    except Rejected:
+        return None  # units refuse it too: nothing of value is replaced
+
+
+def _check_retained(options, topics, schedule, force: bool) -> None:
+    for topic in topics:
+        problem = replacement_problem(_retained_document(options, topic), schedule)
+        if problem is None:
+            continue
+        if not force:
+            raise CommandError(f"{topic} {problem} (or give --force to publish anyway)")
+        print(f"warning: {topic} {problem}; publishing anyway (--force)", file=sys.stderr)
+
+
 def push(args) -> int:
     options = broker_options(args)
     source = read_input(args.file)
@@ -408,6 +513,7 @@ def push(args) -> int:
     envelope = _envelope_for_push(source, args.key, args)
     topics = [target_topic(options.topic_prefix, t) for t in _push_targets(schedule, args.to)]
     check_before_publish(args, envelope, topics, options.topic_prefix)
+    _check_retained(options, topics, schedule, args.force)
     publish(options, [(topic, envelope, True) for topic in topics])
     for topic in topics:
         print(f"published schedule {schedule.id} version {schedule.version} (retained) to {topic}")
