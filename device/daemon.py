@@ -33,6 +33,7 @@ from device.playout import Playout
 from device.storage import StorageMonitor
 from hw import UnitHardware, make_factory
 from loaxa.errors import Rejected
+from loaxa.fsio import atomic_write
 from provisioning import read_password
 from scheduler import ScheduleStore, command_topics, expand_groups, load_trusted_keys, schedule_topics
 from scheduler.store import StillRevoked
@@ -546,11 +547,20 @@ class Unit:
         cfg = self.cfg
         self.trusted = load_trusted_keys(cfg.trust.keys)
         self._config_roots = roots_from_config(cfg.trust.root, cfg.trust.root_threshold)
-        self.trust_store = TrustStore(cfg.unit.state_dir / "trust")
+        self.trust_store = TrustStore(cfg.unit.state_dir / "trust", write=self._write_trust)
         if self.trust_store.was_in_force:
             held = self.trust_store.document
             log.info("trust in force: %s", f"{held.id} version {held.version}" if held else
                      "its document is lost; nothing new is accepted until the roots send one")
+
+    def _write_trust(self, path, data: bytes) -> None:
+        """The trust store's writes: a disk that refuses one is reported like any state
+        write (the document is then refused, and the trust in force stays)."""
+        try:
+            atomic_write(path, data)
+        except OSError as exc:
+            self._write_failed(f"trust ({path.name})", exc)
+            raise
 
     def _identity(self) -> UnitIdentity:
         cfg = self.cfg

@@ -355,14 +355,19 @@ def test_legacy_unit_bootstraps_rotates_roots_and_never_falls_back(site_factory)
              if e["kind"] == "amp" and e["command"] == "VOL" and e["t"] >= turned_down]
     assert 50 in steps and steps[-1] == 0, steps
 
+    site.schedule(schedule_payload("dak-lak/lak/w50"), LAK_EDITOR)
+    site.event("schedule.accepted", "dak-lak/lak/w50")
+
     # The trust store deleted: the legacy key still does not count; nothing new is
-    # accepted until the roots' document arrives again (its retained copy here).
+    # accepted until the roots' document arrives again (its retained copy here), and
+    # what is in force keeps playing.
     site.stop()
     site.publish(PROVINCE_TRUST, b"", retain=True)  # cleared: the unit starts with no trust document
     shutil.rmtree(site.tmp / "unit" / "state" / "trust")
     site.start()
     lost = site.status()
     assert lost["trust"]["mode"] == "lost" and "trust.missing" in lost["faults"]
+    assert [s["id"] for s in lost["schedules"]] == ["dak-lak/lak/w50"]
     site.schedule(schedule_payload("dak-lak/lak/legacy-2", version=1), legacy)
     assert "no trust document in force" in site.event("schedule.rejected")["detail"]
     refused = site.command("ping", {}, legacy)
