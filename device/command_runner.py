@@ -40,6 +40,7 @@ VOLUME_FILE = "volume.json"
 MAX_SIGNED = 1000  # verified commands waiting: only a trusted operator can fill this
 REFUSALS_PER_MINUTE = 5  # command refusals answered one by one; the rest are counted
 SCHEDULE_REFUSALS_PER_MINUTE = 200  # schedules are pushed by hand, a few documents at a time
+TRUST_REFUSALS_PER_MINUTE = 20  # a unit reads a handful of trust topics
 WAITING_POLL_S = 0.5  # how often plays waiting for media look again
 
 
@@ -57,12 +58,17 @@ class CommandRunner:
     def __init__(self, unit):
         self._unit = unit
         cfg = unit.cfg
-        self.gate = CommandGate(cfg.unit.state_dir / "commands", trusted=unit.trusted, unit_id=cfg.unit.id,
-                                groups=cfg.unit.groups, prefix=cfg.broker.topic_prefix,
+        # Judged by the trust in force when each command arrives (legacy keys until a trust
+        # document was ever in force); a stop while an emergency plays needs `emergency`.
+        self.gate = CommandGate(cfg.unit.state_dir / "commands", trusted=unit.trust_keeper.authority,
+                                unit_id=cfg.unit.id, groups=cfg.unit.groups, prefix=cfg.broker.topic_prefix,
+                                emergency_playing=self._emergency_playing,
+                                clock_trusted=lambda: unit.clockwatch.trusted,
                                 on_write_failed=unit._write_failed, on_corrupt=unit._state_file_corrupt)
         self.refusals = {
             "command.rejected": RefusalReporter(unit.clock.monotonic, burst=REFUSALS_PER_MINUTE),
-            "schedule.rejected": RefusalReporter(unit.clock.monotonic, burst=SCHEDULE_REFUSALS_PER_MINUTE)}
+            "schedule.rejected": RefusalReporter(unit.clock.monotonic, burst=SCHEDULE_REFUSALS_PER_MINUTE),
+            "trust.rejected": RefusalReporter(unit.clock.monotonic, burst=TRUST_REFUSALS_PER_MINUTE)}
         self._cond = threading.Condition()
         self._signed: deque = deque()  # (command, received_at): screened, in arrival order
         self._queued_ids: set = set()  # ids in `_signed`: a replay of a queued command is refused
@@ -113,6 +119,14 @@ class CommandRunner:
         """A schedule the daemon refused on the network thread: reported like a command's."""
         self._refuse(topic, b"", reason, kind="schedule.rejected")
 
+    def refused(self, kind: str, topic: str, reason: str) -> None:
+        """A refused document of another kind (`trust.rejected`): reported the same way."""
+        self._refuse(topic, b"", reason, kind=kind)
+
+    def _emergency_playing(self) -> bool:
+        current = self._unit.playout.current
+        return current is not None and current.get("priority") == "emergency"
+
     def _refuse(self, topic: str, payload: bytes, reason: str, kind: str = "command.rejected") -> None:
         if self.refusals[kind].admit(topic, reason):
             log.warning("%s refused on %s: %s", kind.split(".")[0], topic, reason)
@@ -161,7 +175,7 @@ class CommandRunner:
         unit.records.reply(self.gate.carry_out(command, self._execute))
 
     def _answer_refusal(self, kind: str, topic: str, payload: bytes, reason: str) -> None:
-        if kind == "schedule.rejected":
+        if kind != "command.rejected":
             self._unit.records.event(kind, reason, topic=topic)
             return
         command_id = peek_command_id(payload)

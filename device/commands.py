@@ -4,10 +4,12 @@
 out, or raises a `Rejected` whose `str()` is the reason for the `reply` and whose
 `command_id` is the command's id when one could be read (else None).
 
-Checks, in order: the topic is one of this unit's command topics; the envelope is
-signed by a trusted key; the document is a valid command that has not expired; its
-target names this unit and is the target of the topic it arrived on; its id was not
-seen before. All but the last step's write are cheap (a size limit, JSON, a known
+Checks, in order: the topic is one of this unit's command topics; the envelope holds
+one valid signature by a key the trust in force knows; the document is a valid command
+that has not expired; its target names this unit and is the target of the topic it
+arrived on; its signatures meet the roles its kind requires under the trust in force
+when it arrives, each counted key in scope and unexpired (`scheduler.judge`; a `stop`
+while an emergency plays needs `emergency`); its id was not seen before. All but the last step's write are cheap (a size limit, JSON, a known
 key name, one Ed25519 verify: tens of microseconds) and need no disk: `screen` runs
 them on the network thread, before anything is queued, so garbage never takes a
 signed command's place; `remember` then stores the id (an fsync) on the command
@@ -42,8 +44,9 @@ from loaxa.errors import LoaxaError, Rejected, TargetError
 from loaxa.fsio import atomic_write, is_storage_fault, quarantine
 from scheduler._json import describe, strict_loads
 from scheduler.command import COMMAND_ID_PATTERN, Command, parse_command
-from scheduler.envelope import open_envelope, read_envelope
-from scheduler.store import StorageError
+from scheduler.envelope import read_envelope
+from scheduler.judge import Authority, UnitContext, command_subject, judge
+from scheduler.store import StorageError, known_signatures
 from scheduler.targets import topic_target, unit_targets
 
 __all__ = ["CommandGate", "ReplayError", "peek_command_id", "reply_doc"]
@@ -89,12 +92,21 @@ def peek_command_id(raw) -> str | None:
 
 class CommandGate:
     def __init__(self, folder, *, trusted, unit_id: str, groups, prefix: str = "loaxa",
-                 on_write_failed=None, on_corrupt=None):
+                 emergency_playing=lambda: False, clock_trusted=lambda: True, on_write_failed=None,
+                 on_corrupt=None):
+        """`trusted`: the legacy `{name: public key}` map, an `Authority`, or a callable
+        giving the Authority in force now (the daemon's TrustKeeper.authority);
+        `emergency_playing()` and `clock_trusted()` are asked for each command."""
         self.folder = Path(folder)
         self._path = self.folder / SEEN_FILE
         self._on_write_failed = on_write_failed or (lambda what, exc: None)
         self._on_corrupt = on_corrupt or (lambda path, moved_to, why: None)
+        if isinstance(trusted, dict):
+            trusted = Authority.from_legacy(trusted)  # once, not per message
         self._trusted = trusted
+        self._groups = tuple(groups)
+        self._emergency_playing = emergency_playing
+        self._clock_trusted = clock_trusted
         self._unit_id = unit_id
         self._mine = unit_targets(unit_id, groups)
         self._prefix = prefix
@@ -117,13 +129,23 @@ class CommandGate:
         Rejected (without `.command_id`: `peek_command_id` costs a second parse, worth
         it only for a refusal that is answered)."""
         self._check_topic(topic)
-        payload, key_name = open_envelope(raw, self._trusted)
-        command = parse_command(payload, now).signed(key_name)
+        authority = self.authority()
+        envelope, checks = known_signatures(raw, authority)  # cheap: before the payload is parsed
+        command = parse_command(envelope.payload, now)
         self._check_target(command, topic)
+        subject = command_subject(command, topic, emergency_playing=self._emergency_playing())
+        context = UnitContext(self._unit_id, self._groups, self._prefix, clock_trusted=self._clock_trusted())
+        verdict = judge(envelope, subject, authority, now=now, context=context, checks=checks).check()
+        command = command.signed(verdict.counted[0] if verdict.counted else _first_valid(checks))
         with self._lock:
             if command.id in self._unexpired(now):
                 raise _replay(command)
         return command
+
+    def authority(self) -> Authority:
+        """Whose signatures count now (asked for each command: trust may change any time)."""
+        trusted = self._trusted() if callable(self._trusted) else self._trusted
+        return trusted if isinstance(trusted, Authority) else Authority.from_legacy(dict(trusted or {}))
 
     def remember(self, command: Command, now: datetime) -> None:
         """Store the id of a screened command (atomic, fsynced) before it is carried out."""
@@ -221,6 +243,10 @@ class CommandGate:
             log.exception("command %s (%s) failed", command.id, command.action)
             return reply_doc(command.id, False, f"internal error: {type(exc).__name__}: {exc}"[:300])
         return reply_doc(command.id, True, detail, result)
+
+
+def _first_valid(checks) -> str | None:
+    return next((c.key for c in checks if c.status == "valid"), None)
 
 
 def _replay(command: Command) -> ReplayError:

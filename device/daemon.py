@@ -33,8 +33,14 @@ from device.playout import Playout
 from device.storage import StorageMonitor
 from hw import UnitHardware, make_factory
 from loaxa.errors import Rejected
+from loaxa.fsio import atomic_write
 from provisioning import read_password
 from scheduler import ScheduleStore, command_topics, expand_groups, load_trusted_keys, schedule_topics
+from scheduler.store import StillRevoked
+from scheduler.targets import trust_topics
+from scheduler.trust import roots_from_config
+from scheduler.trustkeeper import TrustKeeper, UnitIdentity
+from scheduler.truststore import TrustStore
 
 log = logging.getLogger("loaxa.unit")
 
@@ -45,6 +51,8 @@ MB = 1024 * 1024
 # When the outbox cannot even be opened, an in-memory one of this size stands in.
 MEMORY_OUTBOX_RECORDS = 5000
 STORAGE_ERRORS = (OSError, sqlite3.Error)
+TRUST_MISSING_FAULT = "trust.missing"  # trust was in force and its document is lost: nothing new accepted
+TRUST_SWEEP_S = 60.0  # key expiry is looked at least this often (and at each expiry)
 
 
 @dataclass(frozen=True)
@@ -221,7 +229,8 @@ class Unit:
                                journal=PlaybackJournal(state_dir / "playback.journal",
                                                        on_write_failed=self._write_failed,
                                                        on_corrupt=self._state_file_corrupt),
-                               position=self.unit_hw.position)
+                               position=self.unit_hw.position,
+                               emergency_min_volume=audio_cfg.emergency_min_volume)
         self._wire_hardware()
         self.playout.recover_interrupted()
         self.playout.start()
@@ -260,9 +269,12 @@ class Unit:
                            moved_to=moved_to.name if moved_to else None)
 
     def _start_scheduler(self) -> None:
-        self.trusted = load_trusted_keys(self.cfg.trust.keys)
+        self._start_trust()
         self.store = ScheduleStore(self.cfg.unit.state_dir / "schedules", on_corrupt=self._state_file_corrupt,
                                    **self._trust_context())
+        self.trust_keeper = TrustKeeper(self.trust_store, self.store, identity=self._identity(),
+                                        legacy=self.trusted, config_roots=self._config_roots,
+                                        min_version=self.cfg.trust.min_version)
         self.planner = Planner(clock=self.clock, lead_s=self.cfg.amplifier.warmup_s + SCHEDULE_LEAD_MARGIN_S,
                                submit=self._due, submit_missed=self._due_missed,
                                schedules_in_force=self.store.in_force,
@@ -280,6 +292,10 @@ class Unit:
             self._clock_trust_changed(None, "untrusted")
         self.commands = CommandRunner(self).start()
         self._started_part("commands", self.commands.stop)
+        self._trust_sweeper = threading.Thread(target=self._sweep_trust, name="trust sweep", daemon=True)
+        self._trust_sweep_now = threading.Event()
+        self._trust_sweeper.start()
+        self._started_part("trust sweep", self._trust_sweep_now.set)
         self.want_media()
         log.info("%d schedule(s) in force", len(self.store.in_force()))
 
@@ -290,7 +306,8 @@ class Unit:
             password=read_password(cfg), ca_file=cfg.broker.ca_file,
             state_topic=self.topics.state, online_payload=lambda: self._state("online"),
             will_payload=self._state("lost"), offline_payload=lambda: self._state("offline"),
-            subscriptions=schedule_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups)
+            subscriptions=trust_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups)
+            + schedule_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups)
             + command_topics(cfg.broker.topic_prefix, cfg.unit.id, cfg.unit.groups),
             on_message=self.handle_message, outbox=self.outbox,
             on_connection_change=self._connection_changed, max_delay_s=cfg.broker.reconnect_max_s)
@@ -330,6 +347,11 @@ class Unit:
             found.append(f"outbox full: dropped {self.outbox.dropped}")
         if not self.clockwatch.trusted:
             found.append("clock untrusted")
+        keeper = getattr(self, "trust_keeper", None)
+        if keeper is not None:
+            found.extend(keeper.faults(self.clock.now(), self.clockwatch.trusted))
+            if self.trust_store.was_in_force and self.trust_store.document is None:
+                found.append(TRUST_MISSING_FAULT)
         return found + self.storage_faults()
 
     def storage_faults(self) -> list[str]:
@@ -362,7 +384,18 @@ class Unit:
                           for t, s in (store.topics_in_force().items() if store else [])],
             "faults": self.faults() if link else [],
             "media": self.sync.status(),
+            "trust": self._trust_status(),
         }
+
+    def _trust_status(self) -> dict | None:
+        """The trust in force, for `loaxa status`: None before the scheduler started."""
+        store = getattr(self, "trust_store", None)
+        if store is None:
+            return None
+        doc = store.document
+        if doc is None:
+            return {"mode": "lost" if store.was_in_force else "legacy", "version": store.version}
+        return {"mode": "trust", "id": doc.id, "version": doc.version, "expires_at": iso(doc.expires_at)}
 
     def selftest(self) -> dict:
         """The self-test, between playbacks: it clicks relays and plays a tone itself."""
@@ -423,10 +456,12 @@ class Unit:
     def _alive(self) -> bool:
         """Every long-running thread still runs (else the watchdog is left to fire)."""
         return all(part.is_alive() for part in (self.playout, self.planner, self.link, self.health,
-                                                self.storage))
+                                                 self.storage, self._trust_sweeper))
 
     def request_stop(self) -> None:
         self._stop.set()
+        if getattr(self, "_trust_sweep_now", None) is not None:
+            self._trust_sweep_now.set()
 
     # ---- what the unit does ----
     def _due(self, occurrence) -> None:
@@ -475,11 +510,18 @@ class Unit:
             self.offer_schedule(topic, payload)
         elif topic.endswith("/cmd"):
             self.commands.receive(topic, payload)
+        elif topic.endswith("/trust"):
+            self.offer_trust(topic, payload)
 
     def offer_schedule(self, topic: str, payload: bytes) -> None:
-        """Accept or refuse one signed schedule; the documents in force stay on refusal."""
+        """Accept or refuse one signed schedule, judged under the trust in force (legacy
+        keys until a trust document was ever in force); the documents in force stay on refusal."""
         try:
-            offer = self.store.offer(topic, payload, **self._trust_context())
+            offer = self.trust_keeper.offer_schedule(topic, payload, now=self.clock.now(),
+                                                     clock_trusted=self.clockwatch.trusted)
+        except StillRevoked as exc:  # its retained copy again, after a trust change: quietly
+            log.info("schedule on %s still out of force: %s", topic, exc)
+            return
         except Rejected as exc:
             # Rate-limited and written by the command thread: a flood of garbage on a
             # schedule topic must not fsync an event per message on the network thread.
@@ -492,10 +534,102 @@ class Unit:
         schedule = offer.schedule
         log.info("schedule %s version %s accepted (%d items)", schedule.id, schedule.version,
                  len(schedule.items))
+        self.playout.reinstate(schedule.id, schedule.version)
         self.records.event("schedule.accepted", f"{schedule.id} version {schedule.version} accepted",
                            topic=topic, schedule=schedule.id, version=schedule.version)
         self.planner.replan()
         self.want_media()
+
+    # ---- trust (SPEC "Trust"; docs/design.md "Trust on the unit") ----
+    def _start_trust(self) -> None:
+        """The trust in force: persisted trust wins over the config, and once trust was in
+        force the legacy `[trust].keys` never count again (the mark outside the store)."""
+        cfg = self.cfg
+        self.trusted = load_trusted_keys(cfg.trust.keys)
+        self._config_roots = roots_from_config(cfg.trust.root, cfg.trust.root_threshold)
+        self.trust_store = TrustStore(cfg.unit.state_dir / "trust", write=self._write_trust)
+        if self.trust_store.was_in_force:
+            held = self.trust_store.document
+            log.info("trust in force: %s", f"{held.id} version {held.version}" if held else
+                     "its document is lost; nothing new is accepted until the roots send one")
+
+    def _write_trust(self, path, data: bytes) -> None:
+        """The trust store's writes: a disk that refuses one is reported like any state
+        write (the document is then refused, and the trust in force stays)."""
+        try:
+            atomic_write(path, data)
+        except OSError as exc:
+            self._write_failed(f"trust ({path.name})", exc)
+            raise
+
+    def _identity(self) -> UnitIdentity:
+        cfg = self.cfg
+        return UnitIdentity(cfg.unit.id, tuple(cfg.unit.groups), cfg.broker.topic_prefix,
+                            cfg.unit.quiet_hours, self.tz)
+
+    def offer_trust(self, topic: str, payload: bytes) -> None:
+        """A retained trust document: into force, or refused with the reason; a new trust
+        takes the schedules it no longer allows out of force at once."""
+        try:
+            events = self.trust_keeper.on_trust(topic, payload, now=self.clock.now(),
+                                                clock_trusted=self.clockwatch.trusted)
+        except Exception:  # noqa: BLE001 - the network thread must outlive any document
+            log.exception("trust document on %s could not be handled", topic)
+            return
+        self._trust_events(events, topic)
+        if any(e.kind == "trust.accepted" for e in events):
+            log.info("%s", events[0].detail)
+            self._trust_sweep_now.set()  # the next key expiry may have changed
+            self.planner.replan()
+            self.want_media()
+            if getattr(self, "health", None) is not None:
+                self.health.poke()
+
+    def _trust_events(self, events, topic: str | None = None) -> None:
+        for event in events:
+            if event.kind == "trust.rejected":
+                # Rate-limited, written by the command thread, like refused schedules.
+                self.commands.refused(event.kind, topic or "", event.detail.removeprefix(f"{topic}: "))
+                continue
+            self.records.event(event.kind, event.detail, **event.fields)
+            if event.kind == "trust.revoked":
+                self._withdraw(event)
+
+    def _withdraw(self, event) -> None:
+        """Schedules that left force stop playing now: what plays of them fades out, what
+        is queued is not played, and the plan is made again without them."""
+        self.playout.withdraw(event.left, f"left force: trust version {event.fields.get('version')}")
+        self.planner.replan()
+        self.want_media()
+
+    def _sweep_trust(self) -> None:
+        """Keys past their `expires_at` stop counting: their schedules leave force within
+        TRUST_SWEEP_S, at once when the expiry is known ahead. Never dies."""
+        expired = None
+        while not self._stop.is_set():
+            self._trust_sweep_now.wait(self._next_sweep_s())
+            self._trust_sweep_now.clear()
+            if self._stop.is_set():
+                return
+            try:
+                now, trusted = self.clock.now(), self.clockwatch.trusted
+                self._trust_events(self.trust_keeper.sweep(now=now, clock_trusted=trusted))
+                faults = self.trust_keeper.faults(now, trusted)
+                if faults != expired and expired is not None and getattr(self, "health", None) is not None:
+                    self.health.poke()  # the trust in force expired: news now, not at the next heartbeat
+                expired = faults
+            except Exception:  # noqa: BLE001 - the sweep must outlive any one document
+                log.exception("trust sweep failed")
+
+    def _next_sweep_s(self) -> float:
+        """Until just past the next key or trust expiry, at most TRUST_SWEEP_S."""
+        doc = self.trust_store.document
+        if doc is None:
+            return TRUST_SWEEP_S
+        now = self.clock.time()
+        times = [k.expires_at.timestamp() for k in doc.keys.values() if k.expires_at is not None]
+        ahead = [t - now for t in times + [doc.expires_at.timestamp()] if t > now]
+        return max(0.2, min([TRUST_SWEEP_S] + [a + 0.2 for a in ahead]))
 
     def _clock_trust_changed(self, old: str, new: str) -> None:
         if new == "untrusted":
@@ -504,16 +638,19 @@ class Unit:
         else:
             self.records.event("clock.trusted", f"the clock is synchronised ({new})", source=new)
             self.planner.replan()
+            if getattr(self, "_trust_sweep_now", None) is not None:
+                self._trust_sweep_now.set()  # key expiry can be judged now
 
     def _clock_stepped(self, delta_s: float) -> None:
         self.records.event("clock.step", f"the clock stepped {delta_s:+.1f} s", delta_s=round(delta_s, 3))
         self.planner.clock_stepped()
 
     def _trust_context(self) -> dict:
-        """What decides whether a signed schedule is for this unit and may be trusted."""
-        return dict(trusted=self.trusted, unit_id=self.cfg.unit.id, groups=self.cfg.unit.groups,
-                    prefix=self.cfg.broker.topic_prefix, quiet_hours=self.cfg.unit.quiet_hours,
-                    unit_tz=self.tz)
+        """What the stored schedules are checked against at start: the trust in force."""
+        return dict(trusted=self.trust_store.authority(self.trusted), unit_id=self.cfg.unit.id,
+                    groups=self.cfg.unit.groups, prefix=self.cfg.broker.topic_prefix,
+                    quiet_hours=self.cfg.unit.quiet_hours, unit_tz=self.tz, now=self.clock.now(),
+                    clock_trusted=self.clockwatch.trusted)
 
     def want_media(self) -> None:
         """Every document in force, always: the sync may evict what is not named."""

@@ -64,7 +64,7 @@ def file_label(started_at: datetime, item_id: str) -> str:
 class Playout:
     def __init__(self, *, amp, speaker, media, clock, clockwatch, unit, records, zone_count: int,
                  journal, lateness_s: float = LATENESS_LIMIT_S, quiet_hours: str = "",
-                 position=lambda: None):
+                 position=lambda: None, emergency_min_volume: int = 80):
         """`unit` gives id, tz, mock; `records` has playlog(doc) and event(kind, detail, **extra);
         `journal` keeps the playback in progress on disk (device.journal.PlaybackJournal)."""
         self._amp = amp
@@ -78,9 +78,11 @@ class Playout:
         self._journal = journal
         self._quiet = parse_quiet_hours(quiet_hours)
         self.lateness_s = lateness_s
+        self.emergency_min_volume = emergency_min_volume  # SPEC "Trust": never quieter than this
         self._position = position  # the GPS position for playlogs of mobile units
         self._busy = threading.Lock()  # held while an item plays; a self-test waits for it
         self.default_volume = None  # `set_volume`: for items that name no volume
+        self._withdrawn: dict = {}  # (schedule id, version) -> why it left force (a trust change)
         self._counting_speaker = CountingSink(
             speaker, lambda played_s: journal.progress(played_s, clock.monotonic()))
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
@@ -118,6 +120,20 @@ class Playout:
             return None
         self._interrupt(reason)
         return current["item"]
+
+    def withdraw(self, documents, reason: str) -> None:
+        """Schedules that left force (a trust change): what plays of them fades out now
+        (`interrupted`), what is queued is logged `missed` instead of playing."""
+        documents = {(str(i), int(v)) for i, v in documents}
+        for document in documents:
+            self._withdrawn[document] = reason
+        current = self.current
+        if current is not None and (current["schedule"], current.get("version")) in documents:
+            self._interrupt(reason)
+
+    def reinstate(self, schedule_id: str, version: int) -> None:
+        """A withdrawn document accepted again (it meets the trust in force now)."""
+        self._withdrawn.pop((schedule_id, version), None)
 
     def queued(self) -> int:
         return self._queue.qsize()
@@ -248,6 +264,9 @@ class Playout:
         item = request.occurrence.item
         if self._stop.is_set():
             return STOPPED_BEFORE
+        withdrawn = self._withdrawn.get((request.occurrence.schedule_id, request.occurrence.version))
+        if withdrawn is not None:
+            return withdrawn
         if request.timed and item.priority != "emergency" and not self._clockwatch.trusted:
             return "clock untrusted: a timed item is never played at a possibly wrong hour"
         if self._clock.time() - request.occurrence.at.timestamp() > self.lateness_s:
@@ -261,6 +280,33 @@ class Playout:
         return self._quiet is not None and in_quiet_hours(local.time(), self._quiet)
 
     def _play(self, request: PlayRequest, base: dict, files) -> None:
+        restore = self._amp_loud_enough(request.occurrence.item)
+        try:
+            self._play_item(request, base, files)
+        finally:
+            if restore is not None and self._amp.volume == self.emergency_min_volume:
+                self._amp.set_volume(restore)  # unless a set_volume came meanwhile
+
+    def _volume(self, item) -> int | None:
+        """The item's volume, else set_volume's; an emergency never below the floor (None: full)."""
+        volume = item.volume if item.volume is not None else self.default_volume
+        if item.priority == "emergency" and volume is not None:
+            volume = max(volume, self.emergency_min_volume)
+        return volume
+
+    def _amp_loud_enough(self, item) -> int | None:
+        """An emergency raises an amplifier turned down below the floor for its duration;
+        returns the volume to go back to, or None."""
+        before = getattr(self._amp, "volume", None)
+        if item.priority != "emergency" or before is None or before >= self.emergency_min_volume:
+            return None
+        try:
+            self._amp.set_volume(self.emergency_min_volume)
+        except (HardwareError, ValueError) as exc:
+            log.error("could not raise the amplifier to %d for an emergency: %s", self.emergency_min_volume, exc)
+        return before
+
+    def _play_item(self, request: PlayRequest, base: dict, files) -> None:
         occ, item = request.occurrence, request.occurrence.item
         self._abort_current.clear()
         self._interrupt_reason = None
@@ -272,9 +318,12 @@ class Playout:
             self._amp.mute()
             self._finish(base, outcome="failed", reason=f"amplifier: {exc}")
             return
-        self.current = {"item": item.id, "schedule": occ.schedule_id, "priority": item.priority,
-                        "started_at": None}
-        volume = item.volume if item.volume is not None else self.default_volume
+        self.current = {"item": item.id, "schedule": occ.schedule_id, "version": occ.version,
+                        "priority": item.priority, "started_at": None}
+        withdrawn = self._withdrawn.get((occ.schedule_id, occ.version))
+        if withdrawn is not None:  # it left force while the amplifier warmed up
+            self._interrupt(withdrawn)
+        volume = base["volume"] = self._volume(item)
         try:
             played = self._stream(request, base, files, start_at, volume)
         except LoaxaError as exc:
@@ -372,7 +421,7 @@ class Playout:
             "priority": item.priority, "source": "media",
             "scheduled_at": iso(occ.at), "started_at": None, "ended_at": None,
             "expected_s": None, "played_s": 0.0, "outcome": None, "reason": None,
-            "volume": item.volume if item.volume is not None else self.default_volume,
+            "volume": self._volume(item),
             "zones": list(item.zones or range(1, self._zone_count + 1)),
             "position": self._position(), "clock": self._clockwatch.source(), "mock": self._unit.mock,
         }

@@ -37,7 +37,8 @@ Choices where SPEC is silent (the README's config section repeats them):
   (0-100, default 100). Audio (docs/audio.md): `audio.cache_budget_mb` (2048, at least
   16), `audio.max_media_mb` (200), `audio.max_media_s` (10800); a download's deadline:
   `audio.download_min_rate_kbps` (64), `audio.download_min_s` (120), `audio.download_max_s`
-  (3600). Outbox (docs/design.md, "Outbox under backlog and disk faults"): `outbox.max_mb`
+  (3600); `audio.emergency_min_volume` (0-100, default 80, SPEC "Trust": an emergency
+  never plays below it, whatever `set_volume` or the item's `volume` said). Outbox (docs/design.md, "Outbox under backlog and disk faults"): `outbox.max_mb`
   (256, at least 1): the disk budget of records not yet delivered; past it the oldest
   health samples, then events, go first, playlogs only when nothing else is left. Storage:
   `unit.storage_low_mb` (200: free space in the state folder below which the unit
@@ -139,6 +140,7 @@ class AudioConfig:
     download_min_rate_kbps: float = 64.0
     download_min_s: float = 120.0
     download_max_s: float = 3600.0
+    emergency_min_volume: int = 80
 
 
 @dataclass(frozen=True)
@@ -515,6 +517,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "download_min_rate_kbps": Key(_number(1), 64.0),
         "download_min_s": Key(_number(0.5), 120.0),
         "download_max_s": Key(_number(0.5), 3600.0),
+        # SPEC "Trust": emergencies never play below this, whatever set_volume or the item said.
+        "emergency_min_volume": Key(_integer(0, 100), 80),
     },
     "amplifier": {
         "port": Key(_port, None),
@@ -833,7 +837,7 @@ def read_password(cfg: Config) -> str | None:
 def config_warnings(cfg: Config) -> list[str]:
     """Things that are valid but probably not what the technician wants."""
     warnings = []
-    if not cfg.trust.keys:
+    if not cfg.trust.keys and not cfg.trust.root:
         warnings.append("trust.keys: none; the unit will refuse every schedule and command")
     if not parse_broker_url(cfg.broker.url).tls:
         if cfg.broker.password_file is not None:

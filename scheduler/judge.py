@@ -308,10 +308,10 @@ def _requirement(kind: str, roles: tuple[str, ...], holders) -> Requirement:
 # ---- the judgement ----
 
 def _count(envelope: Envelope, subject: Subject, authority: Authority, now: datetime,
-           context: UnitContext) -> tuple[list[TrustKey], list[Uncounted]]:
+           context: UnitContext, checks=None) -> tuple[list[TrustKey], list[Uncounted]]:
     counted, uncounted, seen = [], [], {}
     places = _places(subject, context)
-    for check in check_signatures(envelope, authority.ring()):
+    for check in checks if checks is not None else check_signatures(envelope, authority.ring()):
         if check.status == "unknown":
             why = "no trust document in force" if authority.lost else "unknown key"
             uncounted.append(Uncounted(check.key, why))
@@ -344,16 +344,18 @@ def _refusal(key: TrustKey, subject: Subject, places, now: datetime, context: Un
     return None
 
 
-def judge(envelope, subject: Subject, authority: Authority, *, now: datetime, context: UnitContext) -> Verdict:
+def judge(envelope, subject: Subject, authority: Authority, *, now: datetime, context: UnitContext,
+          checks=None) -> Verdict:
     """Which requirements of `subject` the envelope's signatures meet under `authority`.
 
     `envelope` is an Envelope or its raw bytes; malformed bytes raise the envelope's
-    own DocumentError/SignatureError."""
+    own DocumentError/SignatureError. `checks`: `check_signatures(envelope,
+    authority.ring())` already made by the caller (each signature is verified once)."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be an aware datetime")
     if not isinstance(envelope, Envelope):
         envelope = read_envelope(envelope)
-    counted, uncounted = _count(envelope, subject, authority, now, context)
+    counted, uncounted = _count(envelope, subject, authority, now, context, checks)
     holders = [(key.name, key.roles) for key in counted]
     requirements = tuple(_requirement(kind, authority.roles_for(kind), holders) for kind in subject.kinds)
     return Verdict(subject, requirements, tuple(k.name for k in counted), tuple(uncounted))

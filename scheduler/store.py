@@ -54,7 +54,8 @@ from scheduler.keys import public_key_b64
 from scheduler.targets import check_targets
 from scheduler.triggers import check_quiet_hours
 
-__all__ = ["Offer", "ScheduleStore", "StillRevoked", "StorageError"]
+__all__ = ["Offer", "ScheduleStore", "StillRevoked", "StorageError", "known_signature",
+           "known_signatures"]
 
 log = logging.getLogger("loaxa.scheduler.store")
 
@@ -112,12 +113,18 @@ def topic_file_name(topic: str) -> str:
     return hashlib.sha256(topic.encode("utf-8", "surrogatepass")).hexdigest()[:32] + ".json"
 
 
-def _known_signature(raw: bytes, authority: Authority):
+def known_signature(raw: bytes, authority: Authority):
     """The cheap check before parsing: one valid signature by a key the authority knows."""
+    return known_signatures(raw, authority)[0]
+
+
+def known_signatures(raw: bytes, authority: Authority):
+    """`known_signature` and the checks it made (for `judge(checks=...)`: each signature
+    verified once)."""
     envelope = read_envelope(raw)
     checks = check_signatures(envelope, authority.ring())
     if any(c.status == "valid" for c in checks):
-        return envelope
+        return envelope, checks
     bad = [c.key for c in checks if c.status == "bad"]
     if bad:
         raise SignatureError(f"bad signature: it does not match the payload under key {bad[0]!r}")
@@ -135,7 +142,7 @@ def _verify(topic: str, raw: bytes, context: _Context) -> Schedule:
     if context.trusted is None:
         payload = read_envelope(raw).payload  # loading on the stored word: see the module doc
     elif authority is not None:
-        envelope = _known_signature(raw, authority)
+        envelope = known_signature(raw, authority)
         payload = envelope.payload
     else:
         payload, _ = open_envelope(raw, context.trusted)

@@ -9,7 +9,7 @@ import re
 from loaxa.errors import TargetError
 
 __all__ = ["command_topics", "check_targets", "expand_groups", "parse_target", "schedule_topics",
-           "target_topic", "topic_target", "unit_targets"]
+           "target_topic", "topic_target", "trust_topics", "unit_targets"]
 
 UNIT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{2,63}", re.ASCII)
 GROUP_SEGMENT_PATTERN = re.compile(r"[a-z0-9-]+", re.ASCII)
@@ -70,6 +70,11 @@ def schedule_topics(prefix: str, unit_id: str, groups) -> list[str]:
 def command_topics(prefix: str, unit_id: str, groups) -> list[str]:
     """The twin of schedule_topics for signed commands (`/cmd`)."""
     return _topics(prefix, unit_id, groups, "cmd")
+
+
+def trust_topics(prefix: str, unit_id: str, groups) -> list[str]:
+    """The twin of schedule_topics for trust documents (`/trust`, SPEC "Trust")."""
+    return _topics(prefix, unit_id, groups, "trust")
 
 
 def topic_target(prefix: str, topic: str, kind: str = "schedule") -> str | None:

@@ -36,6 +36,7 @@ class Event:
     kind: str
     detail: str
     fields: dict = field(default_factory=dict)
+    left: tuple = ()  # trust.revoked: ((schedule id, version), ...) that left force, for the player
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "detail": self.detail, **self.fields}
@@ -59,9 +60,16 @@ class TrustKeeper:
         self.legacy = dict(legacy or {})
         self.config_roots = config_roots
         self.min_version = min_version
+        self._authority = None  # ((document, was_in_force), Authority)
 
     def authority(self) -> Authority:
-        return self.trust.authority(self.legacy)
+        """Whose signatures count now; made again only when the trust in force changes
+        (commands ask for it on every message, floods included)."""
+        key = (self.trust.document, self.trust.was_in_force)
+        cached = self._authority
+        if cached is None or cached[0][0] is not key[0] or cached[0][1] != key[1]:
+            cached = self._authority = (key, self.trust.authority(self.legacy))
+        return cached[1]
 
     def _store_context(self, now: datetime, clock_trusted: bool) -> dict:
         i = self.identity
@@ -102,7 +110,8 @@ class TrustKeeper:
         why = "; ".join(f"{schedule.id} version {schedule.version} on {topic}: {reason}"
                         for topic, schedule, reason in left)
         return [Event("trust.revoked", f"left force {when}: {why}",
-                      {"schedules": ids, "version": self.trust.version})]
+                      {"schedules": ids, "version": self.trust.version},
+                      tuple((schedule.id, schedule.version) for _, schedule, _ in left))]
 
     def faults(self, now: datetime, clock_trusted: bool) -> list[str]:
         return self.trust.faults(now, clock_trusted)

@@ -8,7 +8,8 @@ When a daemon answers on `state_dir/control.sock`, its status document is shown:
      "next": [{"item", "schedule", "at"}, ...], "queue", "outbox",
      "broker": {"url", "connected", "last_contact"},
      "schedules": [{"id", "version", "topic"}, ...],
-     "media": {"ready", "total"}, "faults": [...]}
+     "media": {"ready", "total"}, "faults": [...],
+     "trust": {"mode": "legacy"|"trust"|"lost", "id", "version", "expires_at"}}
 
 (every key optional; the daemon's `status` handler builds it). Otherwise the state
 folder is read directly: the outbox depth, the schedules in force and their next

@@ -55,8 +55,9 @@ class OperatorKey:
 
 def write_unit_config(folder: Path, *, unit_id: str, groups, broker_url: str, trust: dict,
                       warmup_s=1.0, cooldown_s=1.0, quiet_hours="", extra: str = "",
-                      reconnect_max_s: float = 120.0, unit_extra: str = "") -> Path:
-    """`extra` is appended after `[amplifier]` (whole sections); `unit_extra` goes into `[unit]`."""
+                      reconnect_max_s: float = 120.0, unit_extra: str = "", trust_extra: str = "") -> Path:
+    """`extra` is appended after `[amplifier]` (whole sections); `unit_extra` goes into `[unit]`,
+    `trust_extra` into `[trust]` (roots, root_threshold, min_version)."""
     folder.mkdir(parents=True, exist_ok=True)
     keys = ", ".join(f'"{name}" = "{pub}"' for name, pub in trust.items())
     text = f"""
@@ -74,6 +75,7 @@ reconnect_max_s = {reconnect_max_s}
 
 [trust]
 keys = {{ {keys} }}
+{trust_extra}
 
 [hardware]
 mode = "mock"
