@@ -87,6 +87,10 @@ class Records:
         doc = event_doc(kind, detail, self._clock.now().astimezone(self._tz), **extra)
         self._store_and_send(self._topics.event, doc, "event")
 
+    def track(self, batch: dict) -> None:
+        """A sealed track batch of a vehicle (`{"id", "points"}`), QoS 1 like a playlog."""
+        self._store_and_send(self._topics.track, batch, "track")
+
 
 class Unit:
     def __init__(self, cfg, *, hardware=None, after_start=None):
@@ -280,8 +284,35 @@ class Unit:
             self._clock_trust_changed(None, "untrusted")
         self.commands = CommandRunner(self).start()
         self._started_part("commands", self.commands.stop)
+        self._start_areas()
         self.want_media()
         log.info("%d schedule(s) in force", len(self.store.in_force()))
+
+    def _start_areas(self) -> None:
+        """A vehicle (a unit with a GPS): the area loop of SPEC "Mobile units"."""
+        self.areas = None
+        if self.unit_hw.gps is None:
+            return
+        from device.vehicle import AreaRunner
+        gps = self.unit_hw.gps
+        vehicle = getattr(self.cfg, "vehicle", None)
+        self.areas = AreaRunner(
+            clock=self.clock, gps_fix=lambda: gps.fix, gps_speed=lambda: getattr(gps, "speed_kmh", None),
+            schedules_in_force=self.store.in_force,
+            submit=lambda occ, schedule, play: self.playout.submit(occ, schedule, area=play),
+            report_missed=self._area_missed, event=self.records.event, track=self.records.track,
+            state_dir=self.cfg.unit.state_dir, ignition=self._ignition, quiet=self.playout.in_quiet_hours,
+            play_with_ignition_off=bool(getattr(vehicle, "play_with_ignition_off", False)),
+            on_save_failed=self._write_failed, on_corrupt=self._state_file_corrupt).start()
+        self._started_part("area loop", self.areas.stop)
+
+    def _ignition(self) -> bool | None:
+        """The vehicle's ignition: True/False, None when no input is fitted."""
+        read = getattr(self.unit_hw, "ignition_on", None)
+        return None if read is None else read()
+
+    def _area_missed(self, window, reason: str) -> None:
+        self.playout.report_missed(window.occurrence, reason, extra={"area": window.item.where, "play_no": None})
 
     def _start_link(self) -> None:
         cfg = self.cfg
