@@ -225,7 +225,8 @@ class Unit:
                                journal=PlaybackJournal(state_dir / "playback.journal",
                                                        on_write_failed=self._write_failed,
                                                        on_corrupt=self._state_file_corrupt),
-                               position=self.unit_hw.position)
+                               position=self.unit_hw.position, ignition=self.unit_hw.ignition_on,
+                               play_with_ignition_off=self.cfg.vehicle.play_with_ignition_off)
         self._wire_hardware()
         self.playout.recover_interrupted()
         self.playout.start()
@@ -295,21 +296,19 @@ class Unit:
             return
         from device.vehicle import AreaRunner
         gps = self.unit_hw.gps
-        vehicle = getattr(self.cfg, "vehicle", None)
         self.areas = AreaRunner(
             clock=self.clock, gps_fix=lambda: gps.fix, gps_speed=lambda: getattr(gps, "speed_kmh", None),
             schedules_in_force=self.store.in_force,
             submit=lambda occ, schedule, play: self.playout.submit(occ, schedule, area=play),
             report_missed=self._area_missed, event=self.records.event, track=self.records.track,
             state_dir=self.cfg.unit.state_dir, ignition=self._ignition, quiet=self.playout.in_quiet_hours,
-            play_with_ignition_off=bool(getattr(vehicle, "play_with_ignition_off", False)),
+            play_with_ignition_off=self.cfg.vehicle.play_with_ignition_off,
             on_save_failed=self._write_failed, on_corrupt=self._state_file_corrupt).start()
         self._started_part("area loop", self.areas.stop)
 
     def _ignition(self) -> bool | None:
         """The vehicle's ignition: True/False, None when no input is fitted."""
-        read = getattr(self.unit_hw, "ignition_on", None)
-        return None if read is None else read()
+        return self.unit_hw.ignition_on()
 
     def _area_missed(self, window, reason: str) -> None:
         self.playout.report_missed(window.occurrence, reason, extra={"area": window.item.where, "play_no": None})
@@ -344,8 +343,9 @@ class Unit:
                                  for o in self.planner.upcoming(1)), None)
         hardware = {key: (lambda key=key: self.unit_hw.health()[key])
                     for key in ("uptime_s", "cpu_temp_c", "mem_free_mb", "disk_free_mb", "net", "gps")}
+        vehicle = {"power": self.unit_hw.power} if self.unit_hw.power() is not None else {}
         return {**hardware, "clock": self.clockwatch.source, "amp": self.amp.health,
-                "queue": self.playout.queued, "next": upcoming, "faults": self.faults}
+                "queue": self.playout.queued, "next": upcoming, "faults": self.faults, **vehicle}
 
     def _publish_health(self, payload: bytes) -> bool:
         if not self.link.connected:

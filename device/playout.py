@@ -66,7 +66,7 @@ def file_label(started_at: datetime, item_id: str) -> str:
 class Playout:
     def __init__(self, *, amp, speaker, media, clock, clockwatch, unit, records, zone_count: int,
                  journal, lateness_s: float = LATENESS_LIMIT_S, quiet_hours: str = "",
-                 position=lambda: None):
+                 position=lambda: None, ignition=lambda: None, play_with_ignition_off: bool = False):
         """`unit` gives id, tz, mock; `records` has playlog(doc) and event(kind, detail, **extra);
         `journal` keeps the playback in progress on disk (device.journal.PlaybackJournal)."""
         self._amp = amp
@@ -81,6 +81,8 @@ class Playout:
         self._quiet = parse_quiet_hours(quiet_hours)
         self.lateness_s = lateness_s
         self._position = position  # the GPS position for playlogs of mobile units
+        self._ignition = ignition  # a vehicle's ignition: True/False, None when not wired
+        self.play_with_ignition_off = play_with_ignition_off
         self._busy = threading.Lock()  # held while an item plays; a self-test waits for it
         self.default_volume = None  # `set_volume`: for items that name no volume
         self._counting_speaker = CountingSink(
@@ -238,7 +240,7 @@ class Playout:
         resumed = request.offset_s > 0
         reason = refusal or play.before_start(now, resumed=resumed)
         if refusal and not resumed:
-            play.runner.dropped(play)
+            play.runner.dropped(play, refusal, now)
         base.update(scheduled_at=iso(play.window.start), area=play.area, play_no=play.play_no)
         if reason is None:
             base["position_end"] = None
@@ -285,6 +287,8 @@ class Playout:
             return f"too late: past the {self.lateness_s:g} s lateness limit"
         if item.priority != "emergency" and self.in_quiet_hours():
             return "quiet hours: only emergency items sound now"
+        if item.priority != "emergency" and not self.play_with_ignition_off and self._ignition() is False:
+            return IGNITION_OFF  # a vehicle parked with the engine off: the amplifier stays off
         return None
 
     def in_quiet_hours(self) -> bool:

@@ -234,10 +234,14 @@ class AreaRunner:
                     self._save()
             return reason
 
-    def dropped(self, play: AreaPlay) -> None:
-        """The player will not start a queued play (quiet hours, too late, stopping)."""
+    def dropped(self, play: AreaPlay, reason: str, now) -> None:
+        """The player will not start a queued play (quiet hours, too late, stopping, the
+        ignition); one skipped for the ignition restarts `every_s` as a skipped due play."""
         with self._lock:
             self.controller.play_dropped(play.window)
+            if reason == IGNITION_REASON:
+                self.controller.state.skipped(play.window, now)
+                self._save()
 
     def finished(self, play: AreaPlay) -> None:
         with self._lock:
