@@ -150,3 +150,36 @@ def test_a_drive_in_two_runs_with_jitter_a_restart_and_a_dead_zone(rig, monkeypa
     assert ts and ts[0] <= restarted + 8 and ts[-1] >= left_at - 8, (ts, restarted, left_at)
     assert all(b - a <= 31 for a, b in zip(ts, ts[1:])), ts  # one point every 30 s or 100 m
     assert max(p[1] for p in points) >= north(R_M)  # the points out of the area came too
+
+
+def test_with_the_ignition_off_only_an_emergency_sounds(rig, monkeypatch):
+    """SPEC: with the ignition off the amplifier stays off unless an emergency plays; the
+    skipped play is `missed` ("ignition off"); health `power` says so."""
+    config = write_unit_config(rig.tmp / "car", unit_id=UNIT, groups=[GROUP], broker_url=rig.broker.url,
+                               trust={rig.key.name: rig.key.public}, warmup_s=0.3, cooldown_s=0.3,
+                               extra="[vehicle]\nignition = 5\nbattery_adc = \"mcp3008\"\n")
+    output = rig.tmp / "car" / "mock-output"
+    monkeypatch.setenv("LOAXA_MOCK_FAULTS", "ignition:off@0.5")
+    watch = rig.broker.collector(f"loaxa/unit/{UNIT}/#")
+    unit = UnitProcess(config)
+    try:
+        unit.wait_console("connected to broker")
+        at = datetime.now(TZ).replace(microsecond=0) + timedelta(seconds=6)
+        media = {"ban-tin": rig.server.media_entry("bulletin.mp3")}
+        push(rig, schedule_doc(rig.server, media=media, items=[
+            {"id": "sang", "play": ["ban-tin"], "at": at.isoformat()},
+            {"id": "khan", "play": ["ban-tin"], "at": (at + timedelta(seconds=3)).isoformat(),
+             "priority": "emergency"}]))
+        _, missed = watch.wait_for(lambda t, p: t.endswith("/playlog") and json.loads(p)["item"] == "sang", 20)
+        _, played = watch.wait_for(lambda t, p: t.endswith("/playlog") and json.loads(p)["item"] == "khan", 20)
+        _, health = watch.wait_for(lambda t, p: t.endswith("/health")
+                                   and (json.loads(p).get("power") or {}).get("ignition") is False, 20)
+    finally:
+        unit.stop()
+        watch.close()
+    assert (json.loads(missed)["outcome"], json.loads(missed)["reason"]) == ("missed", "ignition off")
+    assert json.loads(played)["outcome"] == "completed"
+    mains_on = [e["t"] for e in hardware_log(output) if e["kind"] == "relay" and e.get("role") == "amp_power"
+                and e.get("on")]
+    assert mains_on and min(mains_on) >= at.timestamp() + 1, "the amplifier went on for a normal item"
+    assert json.loads(health)["power"] == {"mains": None, "ignition": False, "battery_v": 12.6}
