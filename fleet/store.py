@@ -147,6 +147,12 @@ class FleetStore:
         points = {(p[0], p[1], p[2]): p for text in texts for p in json.loads(text)}
         return sorted((p for p in points.values() if start_ts <= p[0] <= end_ts), key=lambda p: p[0])
 
+    def track_units(self, start_ts: float, end_ts: float) -> list[str]:
+        """The units with track points in [start_ts, end_ts]."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(tracks.c.unit).distinct().where(
+                tracks.c.last_ts >= start_ts, tracks.c.first_ts <= end_ts).order_by(tracks.c.unit)).scalars())
+
     def counts(self) -> dict:
         """Rows per table (for logs and tests)."""
         from sqlalchemy import func
