@@ -350,14 +350,15 @@ class MockHardware(HardwareFactory):
     `amp_boot_s` is how long it takes to answer after mains on. `faults` (default
     `$LOAXA_MOCK_FAULTS`) schedules failures for a demo: see `parse_fault_plan`.
     `fitted` names the serial devices the unit has: one left out is absent, as on a
-    Pi with no port for it (a fixed commune cluster without GPS, say).
+    Pi with no port for it (a fixed commune cluster without GPS, say). `route` (a file,
+    default `$LOAXA_DEMO_ROUTE`) makes the GPS simulator drive it.
     """
 
     mock = True
 
     def __init__(self, output_dir, *, speed: float = 1.0, clock: Clock | None = None,
                  amp_boot_s: float = 0.2, gps_interval_s: float = 1.0, faults: str | None = None,
-                 fitted=SIMULATED):
+                 fitted=SIMULATED, route: str | None = None):
         if not speed > 0:
             raise ValueError(f"mock speed must be > 0, got {speed}")
         unknown = set(fitted) - set(SIMULATED)
@@ -369,6 +370,7 @@ class MockHardware(HardwareFactory):
         self.output_dir = Path(output_dir)
         self.speed = speed
         self.amp_boot_s, self.gps_interval_s = amp_boot_s, gps_interval_s
+        self.route = route  # a route file for the GPS simulator; default $LOAXA_DEMO_ROUTE
         self.timeline = Timeline(self.output_dir / TIMELINE_FILE, self.clock)
         self.pin_factory = MockFactory()
         self.simulators: dict = {}
@@ -464,7 +466,7 @@ class MockHardware(HardwareFactory):
             sim = AmplifierSimulator(link_path=link, boot_s=self.amp_boot_s, mains=self._mains_on,
                                      mains_poll_s=None, timeline=self.timeline)
         elif kind == "gps":
-            sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s, **_route_from_env())
+            sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s, **_route_from_env(self.route))
         else:
             sim = ModemSimulator(link_path=link)
         self.simulators[kind] = sim.start()
@@ -495,11 +497,11 @@ class MockHardware(HardwareFactory):
 ROUTE_ENV = "LOAXA_DEMO_ROUTE"
 
 
-def _route_from_env() -> dict:
+def _route_from_env(path: str | None = None) -> dict:
     """`$LOAXA_DEMO_ROUTE` (a GPX file, or JSON waypoints and faults: `hw.sim.route`) makes
     the mock GPS drive that route from the unit's start; unreadable, the GPS stays put and
     the log says why (a demo's stray variable must not stop the unit)."""
-    path = os.environ.get(ROUTE_ENV)
+    path = path or os.environ.get(ROUTE_ENV)
     if not path:
         return {}
     from .sim.route import RouteError, load_route

@@ -99,6 +99,10 @@ def test_status_forms(capsys, db):
     (["fleet", "simulate", "--units", "5"], 1, "give --broker URL"),
     (["fleet", "simulate", "--units", "5", "--devices", "gps,radio", "--broker", "mqtt://127.0.0.1:1"], 2,
      "unknown device 'radio'"),
+    (["fleet", "simulate", "--units", "5", "--route", "/nonexistent/route.gpx", "--broker", "mqtt://127.0.0.1:1"],
+     1, "--route: /nonexistent/route.gpx"),
+    (["fleet", "simulate", "--units", "5", "--vehicles", "2", "--broker", "mqtt://127.0.0.1:1"], 1,
+     "--vehicles needs --route"),
     (["fleet", "report"], 2, "--schedule"),
 ])
 def test_bad_input_is_one_clear_line(capsys, argv, code, message):
