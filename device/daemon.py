@@ -425,8 +425,8 @@ class Unit:
         then in the outbox while the link is still up, and the link's bounded drain
         delivers it before `offline` (stopped in reverse, the link went first and the
         record left only at the next start). `Playout.stop` is safe twice."""
-        for name, stop in self._started:
-            if name == "player":
+        for name, stop in sorted(self._started, key=lambda part: part[0] != "area loop"):
+            if name in ("area loop", "player"):  # the area loop's last track batch goes too
                 try:
                     stop()
                 except Exception:  # noqa: BLE001 - the rest must still stop
@@ -453,8 +453,9 @@ class Unit:
 
     def _alive(self) -> bool:
         """Every long-running thread still runs (else the watchdog is left to fire)."""
+        vehicle = (self.areas,) if getattr(self, "areas", None) is not None else ()
         return all(part.is_alive() for part in (self.playout, self.planner, self.link, self.health,
-                                                self.storage))
+                                                self.storage, *vehicle))
 
     def request_stop(self) -> None:
         self._stop.set()
