@@ -339,7 +339,8 @@ def _positive_number(value) -> float:
 
 def _boolean(value) -> bool:
     if not isinstance(value, bool):
-        raise _Invalid([("", f"expected true or false, got {_describe(value)}")])
+        # worded as _choice's message, which is already translated (provisioning/messages.py)
+        _fail(f"must be one of true, false, got {_describe(value)}")
     return value
 
 

@@ -20,7 +20,7 @@ def test_vehicle_table_defaults_and_checks(tmp_path):
     assert (cfg.vehicle.ignition, cfg.vehicle.battery_channel, cfg.vehicle.play_with_ignition_off) == (5, 1, True)
     with pytest.raises(ConfigError, match="vehicle.ignition.*already used by gpio.amp_power"):
         config(tmp_path, vehicle={"ignition": 17})
-    with pytest.raises(ConfigError, match="vehicle.play_with_ignition_off.*true or false"):
+    with pytest.raises(ConfigError, match="vehicle.play_with_ignition_off: must be one of true, false"):
         config(tmp_path, vehicle={"play_with_ignition_off": "yes"})
     with pytest.raises(ConfigError, match="vehicle.battery_adc"):
         config(tmp_path, vehicle={"battery_adc": "ads9999"})
