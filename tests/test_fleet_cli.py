@@ -240,3 +240,10 @@ def test_report_of_an_area_schedule_has_rows_per_area_and_day(capsys, tmp_path):
     code, out, _ = run(capsys, "fleet", "report", "--db", url, "--schedule", "dak-lak/xe",
                        "--from", "2026-12-01", "--to", "2026-12-02")
     assert code == 0 and "area bong-krang" in out and "audio inside 0.2 min of 0.3" in out
+    html = tmp_path / "areas.html"
+    code, _, err = run(capsys, "fleet", "report", "--db", url, "--schedule", "dak-lak/xe",
+                       "--from", "2026-12-01", "--to", "2026-12-02", "--html", str(html))
+    assert code == 0, err
+    page = html.read_text(encoding="utf-8")
+    assert "vehicles by area" in page and "1 no GPS fix" in page
+    assert "<td class=l>bong-krang</td><td class=l>2026-12-01</td><td class=l>dl-car-01</td><td>1</td>" in page
