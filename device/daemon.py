@@ -95,6 +95,10 @@ class Records:
         doc = event_doc(kind, detail, self._clock.now().astimezone(self._tz), **extra)
         self._store_and_send(self._topics.event, doc, "event")
 
+    def track(self, batch: dict) -> None:
+        """A sealed track batch of a vehicle (`{"id", "points"}`), QoS 1 like a playlog."""
+        self._store_and_send(self._topics.track, batch, "track")
+
 
 class Unit:
     def __init__(self, cfg, *, hardware=None, after_start=None):
@@ -229,7 +233,8 @@ class Unit:
                                journal=PlaybackJournal(state_dir / "playback.journal",
                                                        on_write_failed=self._write_failed,
                                                        on_corrupt=self._state_file_corrupt),
-                               position=self.unit_hw.position,
+                               position=self.unit_hw.position, ignition=self.unit_hw.ignition_on,
+                               play_with_ignition_off=self.cfg.vehicle.play_with_ignition_off,
                                emergency_min_volume=audio_cfg.emergency_min_volume)
         self._wire_hardware()
         self.playout.recover_interrupted()
@@ -296,8 +301,33 @@ class Unit:
         self._trust_sweep_now = threading.Event()
         self._trust_sweeper.start()
         self._started_part("trust sweep", self._trust_sweep_now.set)
+        self._start_areas()
         self.want_media()
         log.info("%d schedule(s) in force", len(self.store.in_force()))
+
+    def _start_areas(self) -> None:
+        """A vehicle (a unit with a GPS): the area loop of SPEC "Mobile units"."""
+        self.areas = None
+        if self.unit_hw.gps is None:
+            return
+        from device.vehicle import AreaRunner
+        gps = self.unit_hw.gps
+        self.areas = AreaRunner(
+            clock=self.clock, gps_fix=lambda: gps.fix, gps_speed=lambda: getattr(gps, "speed_kmh", None),
+            schedules_in_force=self.store.in_force,
+            submit=lambda occ, schedule, play: self.playout.submit(occ, schedule, area=play),
+            report_missed=self._area_missed, event=self.records.event, track=self.records.track,
+            state_dir=self.cfg.unit.state_dir, ignition=self._ignition, quiet=self.playout.in_quiet_hours,
+            play_with_ignition_off=self.cfg.vehicle.play_with_ignition_off,
+            on_save_failed=self._write_failed, on_corrupt=self._state_file_corrupt).start()
+        self._started_part("area loop", self.areas.stop)
+
+    def _ignition(self) -> bool | None:
+        """The vehicle's ignition: True/False, None when no input is fitted."""
+        return self.unit_hw.ignition_on()
+
+    def _area_missed(self, window, reason: str) -> None:
+        self.playout.report_missed(window.occurrence, reason, extra={"area": window.item.where, "play_no": None})
 
     def _start_link(self) -> None:
         cfg = self.cfg
@@ -330,8 +360,9 @@ class Unit:
                                  for o in self.planner.upcoming(1)), None)
         hardware = {key: (lambda key=key: self.unit_hw.health()[key])
                     for key in ("uptime_s", "cpu_temp_c", "mem_free_mb", "disk_free_mb", "net", "gps")}
+        vehicle = {"power": self.unit_hw.power} if self.unit_hw.power() is not None else {}
         return {**hardware, "clock": self.clockwatch.source, "amp": self.amp.health,
-                "queue": self.playout.queued, "next": upcoming, "faults": self.faults}
+                "queue": self.playout.queued, "next": upcoming, "faults": self.faults, **vehicle}
 
     def _publish_health(self, payload: bytes) -> bool:
         if not self.link.connected:
@@ -427,8 +458,8 @@ class Unit:
         then in the outbox while the link is still up, and the link's bounded drain
         delivers it before `offline` (stopped in reverse, the link went first and the
         record left only at the next start). `Playout.stop` is safe twice."""
-        for name, stop in self._started:
-            if name == "player":
+        for name, stop in sorted(self._started, key=lambda part: part[0] != "area loop"):
+            if name in ("area loop", "player"):  # the area loop's last track batch goes too
                 try:
                     stop()
                 except Exception:  # noqa: BLE001 - the rest must still stop
@@ -455,8 +486,9 @@ class Unit:
 
     def _alive(self) -> bool:
         """Every long-running thread still runs (else the watchdog is left to fire)."""
+        vehicle = (self.areas,) if getattr(self, "areas", None) is not None else ()
         return all(part.is_alive() for part in (self.playout, self.planner, self.link, self.health,
-                                                 self.storage, self._trust_sweeper))
+                                                 self.storage, self._trust_sweeper, *vehicle))
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -45,6 +45,8 @@ log = logging.getLogger("loaxa.unit.health")
 
 HEALTH_FIELDS = ("uptime_s", "cpu_temp_c", "mem_free_mb", "disk_free_mb", "clock", "amp", "net", "gps",
                  "queue", "next", "faults")
+# Fields only a unit that has them reports (a vehicle's `power`: ignition and battery).
+OPTIONAL_FIELDS = ("power",)
 DEFAULT_INTERVAL_S = 300.0
 DEFAULT_MIN_GAP_S = 60.0
 DEFAULT_BURST = 5
@@ -129,7 +131,7 @@ class HealthReporter:
                  min_gap_s: float = DEFAULT_MIN_GAP_S, burst: int = DEFAULT_BURST,
                  refill_s: float = DEFAULT_REFILL_S, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                  overhead_bytes: int = DEFAULT_OVERHEAD_BYTES, storage_low_mb: float = DEFAULT_STORAGE_LOW_MB):
-        unknown = set(probes) - set(HEALTH_FIELDS)
+        unknown = set(probes) - set(HEALTH_FIELDS) - set(OPTIONAL_FIELDS)
         if unknown:
             raise ValueError(f"unknown health fields: {', '.join(sorted(unknown))}")
         self._probes = dict(probes)
@@ -152,7 +154,7 @@ class HealthReporter:
     def sample(self, wall: datetime) -> dict:
         """A health document at wall time `wall` (aware, in the unit's zone)."""
         doc = {"ts": wall.isoformat(timespec="seconds")}
-        for name in HEALTH_FIELDS:
+        for name in HEALTH_FIELDS + tuple(n for n in OPTIONAL_FIELDS if n in self._probes):
             doc[name] = self._read(name)
         if doc["faults"] is None:
             doc["faults"] = []

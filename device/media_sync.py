@@ -37,6 +37,7 @@ from datetime import timedelta
 from device.media_cache import DownloadTimedOut, FetchInterrupted, MediaCache, TransientMediaError
 from hw.clock import SystemClock
 from loaxa.errors import MediaError
+from scheduler.area_plan import windows
 from scheduler.triggers import occurrences
 
 log = logging.getLogger("loaxa.media.sync")
@@ -374,6 +375,11 @@ def _item_needs(schedule, now) -> tuple[dict, dict]:
     for occurrence in occurrences(schedule, now, now + HORIZON):
         for media_id in occurrence.item.media_ids:
             plays.setdefault(media_id, occurrence.at.timestamp())
+    # An area item may play from its window's start (or now, in an open window): the
+    # vehicle may be inside by then, so its media count as playing then.
+    for window in windows(schedule, now, now + HORIZON):
+        for media_id in window.item.media_ids:
+            plays[media_id] = min(plays.get(media_id, math.inf), max(window.start, now).timestamp())
     return ranks, plays
 
 

@@ -33,6 +33,7 @@ class Topics:
         self.playlog = f"{base}/playlog"
         self.event = f"{base}/event"
         self.reply = f"{base}/reply"
+        self.track = f"{base}/track"  # a vehicle's track batches (SPEC "Mobile units")
 
 
 def state_doc(state: str, now: datetime, boot: str, groups, mock: bool) -> dict:

@@ -36,6 +36,7 @@ LATENESS_LIMIT_S = 600.0
 PREEMPTED = "preempted by an emergency item"
 STOPPED_BEFORE = "the unit stopped before the item could play"
 UNMUTE_AHEAD_S = 0.2  # mute released this long before air: the amplifier settles in silence
+IGNITION_OFF = "ignition off"  # an area play skipped for it is `missed` (SPEC "Mobile units")
 MEDIA_POLL_S = 0.1  # how often the player looks again for media still being prepared before air
 
 
@@ -48,6 +49,7 @@ class PlayRequest:
     schedule: object = field(compare=False)
     timed: bool = field(compare=False, default=True)  # from a schedule, not a command
     offset_s: float = field(compare=False, default=0.0)  # where a resumed playback starts
+    area: object = field(compare=False, default=None)  # device.vehicle.AreaPlay of an area item
 
 
 def wav_seconds(path) -> float:
@@ -64,7 +66,8 @@ def file_label(started_at: datetime, item_id: str) -> str:
 class Playout:
     def __init__(self, *, amp, speaker, media, clock, clockwatch, unit, records, zone_count: int,
                  journal, lateness_s: float = LATENESS_LIMIT_S, quiet_hours: str = "",
-                 position=lambda: None, emergency_min_volume: int = 80):
+                 position=lambda: None, ignition=lambda: None, play_with_ignition_off: bool = False,
+                 emergency_min_volume: int = 80):
         """`unit` gives id, tz, mock; `records` has playlog(doc) and event(kind, detail, **extra);
         `journal` keeps the playback in progress on disk (device.journal.PlaybackJournal)."""
         self._amp = amp
@@ -80,12 +83,15 @@ class Playout:
         self.lateness_s = lateness_s
         self.emergency_min_volume = emergency_min_volume  # SPEC "Trust": never quieter than this
         self._position = position  # the GPS position for playlogs of mobile units
+        self._ignition = ignition  # a vehicle's ignition: True/False, None when not wired
+        self.play_with_ignition_off = play_with_ignition_off
         self._busy = threading.Lock()  # held while an item plays; a self-test waits for it
         self.default_volume = None  # `set_volume`: for items that name no volume
         self._withdrawn: dict = {}  # (schedule id, version) -> why it left force (a trust change)
         self._counting_speaker = CountingSink(
             speaker, lambda played_s: journal.progress(played_s, clock.monotonic()))
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._area_plays: dict = {}  # playlog id -> AreaPlay, until its playlog is written
         self._seq = 0
         self._seq_lock = threading.Lock()
         self._stop = threading.Event()
@@ -98,13 +104,13 @@ class Playout:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, occurrence, schedule, *, timed: bool = True, offset_s: float = 0.0) -> None:
+    def submit(self, occurrence, schedule, *, timed: bool = True, offset_s: float = 0.0, area=None) -> None:
         with self._seq_lock:
             self._seq += 1
             seq = self._seq
         item = occurrence.item
         self._queue.put(PlayRequest(PRIORITY_RANK[item.priority], occurrence.at.timestamp(), seq,
-                                    occurrence, schedule, timed, offset_s))
+                                    occurrence, schedule, timed, offset_s, area))
         current = self.current
         if item.priority == "emergency" and current and current["priority"] != "emergency":
             self._interrupt(PREEMPTED)
@@ -155,8 +161,9 @@ class Playout:
         finally:
             self._busy.release()
 
-    def report_missed(self, occ, reason: str) -> None:
-        self._finish(self._base_record(occ), outcome="missed", reason=reason)
+    def report_missed(self, occ, reason: str, extra: dict | None = None) -> None:
+        """`extra`: more playlog fields (an area item's `area`)."""
+        self._finish(dict(self._base_record(occ), **(extra or {})), outcome="missed", reason=reason)
 
     def report_failed(self, occ, reason: str) -> None:
         """A playlog `failed` for an item that never reached the player (its media never
@@ -208,7 +215,10 @@ class Playout:
         occ = request.occurrence
         base = self._base_record(occ)
         refusal = self._why_not_now(request)
-        if refusal:
+        if request.area is not None:
+            if not self._area_ready(request, base, refusal):
+                return
+        elif refusal:
             self._finish(base, outcome="missed", reason=refusal)
             return
         item = occ.item
@@ -235,6 +245,30 @@ class Playout:
         if request.offset_s:
             base["resumed_from_s"] = round(request.offset_s, 3)
         self._play(request, base, files)
+
+    def _area_ready(self, request: PlayRequest, base: dict, refusal: str | None) -> bool:
+        """An area play: area, fix and ignition are checked again now (SPEC "Mobile
+        units"). One that would start outside, without a fix, in quiet hours or too late
+        is dropped with no record (the area loop asks again when it is due); one skipped
+        for the ignition is `missed`. The playlog carries the window's start as
+        `scheduled_at`, the area and the play's number."""
+        play = request.area
+        now = self._clock.now().astimezone(self._unit.tz)
+        resumed = request.offset_s > 0
+        reason = refusal or play.before_start(now, resumed=resumed)
+        if refusal and not resumed:
+            play.runner.dropped(play, refusal, now)
+        base.update(scheduled_at=iso(play.window.start), area=play.area, play_no=play.play_no)
+        if reason is None:
+            base["position_end"] = None
+            base["left_area"] = False
+            self._area_plays[base["id"]] = play
+            return True
+        if reason == IGNITION_OFF and not resumed:
+            self._finish(base, outcome="missed", reason=reason)
+        else:
+            log.info("area play of %s dropped: %s", request.occurrence.item.id, reason)
+        return False
 
     def _media_at_air(self, request: PlayRequest) -> list:
         """The prepared files of an item. Media still being prepared are looked for again
@@ -273,6 +307,8 @@ class Playout:
             return f"too late: past the {self.lateness_s:g} s lateness limit"
         if item.priority != "emergency" and self.in_quiet_hours():
             return "quiet hours: only emergency items sound now"
+        if item.priority != "emergency" and not self.play_with_ignition_off and self._ignition() is False:
+            return IGNITION_OFF  # a vehicle parked with the engine off: the amplifier stays off
         return None
 
     def in_quiet_hours(self) -> bool:
@@ -411,7 +447,8 @@ class Playout:
     def _resume_later(self, request: PlayRequest, position_s: float) -> None:
         """Back into the queue, to continue from `position_s` once the emergency is over;
         `_why_not_now` logs it missed if the lateness limit passes first."""
-        self.submit(request.occurrence, request.schedule, timed=request.timed, offset_s=position_s)
+        self.submit(request.occurrence, request.schedule, timed=request.timed, offset_s=position_s,
+                    area=request.area)
 
     def _base_record(self, occ) -> dict:
         item = occ.item
@@ -427,6 +464,11 @@ class Playout:
         }
 
     def _finish(self, record: dict, *, outcome: str, reason, played_s: float | None = None) -> None:
+        area_play = self._area_plays.pop(record["id"], None)
+        if area_play is not None:  # where the play ended; whether the vehicle drove out meanwhile
+            record["position_end"] = self._position()
+            record["left_area"] = area_play.left_area
+            area_play.finished()
         record["outcome"] = outcome
         record["reason"] = reason
         if played_s is not None:

@@ -52,7 +52,7 @@ __all__ = ["Collector", "CollectorSettings", "default_client_id", "subscriptions
 log = logging.getLogger("loaxa.fleet.collector")
 
 SHARE_GROUP = "loaxa-collectors"
-SHARED_KINDS = ("playlog", "event", "reply", "health")
+SHARED_KINDS = ("playlog", "event", "reply", "health", "track")
 KEEPALIVE_S = 30
 RETRY_MIN_S, RETRY_MAX_S = 0.5, 10.0
 

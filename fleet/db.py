@@ -119,6 +119,15 @@ schedule_topics = Table(
     Column("version", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=False))
 
+tracks = Table(
+    "tracks", metadata,
+    Column("id", String(64), primary_key=True),  # the batch id: a batch sent twice is stored once
+    Column("unit", String(64), nullable=False),
+    Column("first_ts", BigInteger, nullable=False),  # epoch s of its first and last point
+    Column("last_ts", BigInteger, nullable=False),
+    Column("points", Text, nullable=False),  # JSON [[ts, lat, lon, speed_kmh], ...]
+    Column("received_at", Float, nullable=False))
+
 bad_messages = Table(
     "bad_messages", metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),

@@ -26,7 +26,7 @@ from scheduler.targets import UNIT_ID_PATTERN, is_group_path
 
 __all__ = ["Batch", "Received", "UNIT_KINDS", "epoch_ms", "parse_time"]
 
-UNIT_KINDS = ("state", "health", "playlog", "event", "reply")
+UNIT_KINDS = ("state", "health", "playlog", "event", "reply", "track")
 STATES = ("online", "offline", "lost")
 
 
@@ -74,6 +74,19 @@ class BadMessage(ValueError):
     """The message cannot become a row; the text says why."""
 
 
+MAX_TRACK_POINTS = 1000
+
+
+def _track_point(value) -> list:
+    """[ts, lat, lon, speed_kmh or None], checked: a bad point refuses the batch."""
+    if not isinstance(value, list) or len(value) != 4:
+        raise BadMessage("track point is not [ts, lat, lon, speed_kmh]")
+    ts, lat, lon, speed = (_number(v) for v in value)
+    if ts is None or lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise BadMessage(f"track point out of range: {value!r}"[:200])
+    return [int(ts), lat, lon, speed]
+
+
 def _json_object(payload: bytes) -> tuple[dict, str]:
     """The object and its text exactly as sent (what the database keeps)."""
     try:
@@ -96,6 +109,7 @@ class Batch:
     playlogs: dict = field(default_factory=dict)   # id -> row
     events: dict = field(default_factory=dict)     # id -> row
     replies: dict = field(default_factory=dict)    # digest -> row
+    tracks: dict = field(default_factory=dict)     # batch id -> row (a vehicle's track)
     schedule_versions: dict = field(default_factory=dict)  # (id, version) -> row
     schedule_topics: dict = field(default_factory=dict)    # topic -> row, or None: cleared
     bad: list = field(default_factory=list)
@@ -173,6 +187,21 @@ class Batch:
             "id": event_id, "unit": unit, "kind": _text(doc.get("kind"), 64), "ts": _text(doc.get("ts"), 40),
             "detail": _text(doc.get("detail"), 2000), "doc": text, "received_at": msg.received_at}
         self._saw(unit, msg, doc.get("ts"))
+
+    def _track(self, unit: str, msg: Received, doc: dict, text: str) -> None:
+        """A vehicle's track batch `{"id", "points": [[ts, lat, lon, speed_kmh], ...]}`,
+        stored once per batch id (an outbox retry sends the same id again)."""
+        batch_id = doc.get("id")
+        if not isinstance(batch_id, str) or not 0 < len(batch_id) <= 64:
+            raise BadMessage("track batch without a string id")
+        points = doc.get("points")
+        if not isinstance(points, list) or not points or len(points) > MAX_TRACK_POINTS:
+            raise BadMessage(f"track batch without 1 to {MAX_TRACK_POINTS} points")
+        clean = [_track_point(p) for p in points]
+        self.tracks[batch_id] = {
+            "id": batch_id, "unit": unit, "first_ts": min(p[0] for p in clean), "last_ts": max(p[0] for p in clean),
+            "points": json.dumps(clean, separators=(",", ":")), "received_at": msg.received_at}
+        self._saw(unit, msg, None)
 
     def _reply(self, unit: str, msg: Received, doc: dict, text: str) -> None:
         digest = hashlib.sha256(msg.topic.encode() + b"\0" + bytes(msg.payload)).hexdigest()

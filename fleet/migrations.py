@@ -68,9 +68,21 @@ def _v2_report_indexes(conn) -> None:
     Index("events_unit_kind", event_rows.c.unit, event_rows.c.kind).create(conn)
 
 
+def _v3_tracks(conn) -> None:
+    """Vehicles' track batches (SPEC "Mobile units"), looked up per unit and time."""
+    m = MetaData()
+    table = Table("tracks", m,
+                  Column("id", String(64), primary_key=True), Column("unit", String(64), nullable=False),
+                  Column("first_ts", BigInteger, nullable=False), Column("last_ts", BigInteger, nullable=False),
+                  Column("points", Text, nullable=False), Column("received_at", Float, nullable=False))
+    m.create_all(conn)
+    Index("tracks_unit_time", table.c.unit, table.c.first_ts).create(conn)
+
+
 MIGRATIONS = [
     (1, "tables for units, playlogs, events, replies, schedules", _v1_tables),
     (2, "indexes for reports", _v2_report_indexes),
+    (3, "tracks of vehicles", _v3_tracks),
 ]
 LATEST = MIGRATIONS[-1][0]
 

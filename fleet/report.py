@@ -240,7 +240,28 @@ def build_report(store, schedule_id: str, *, start: str | None = None, end: str 
         "timezone": str(tz), "version": latest.version, "versions": [s.version for s in schedules],
         "targets": list(latest.targets), "titles": _titles(schedules),
         "totals": totals.as_dict(),
+        "areas": area_report(store, latest, window) if latest.areas else [],
     }
+
+
+def area_report(store, schedule, window: Window) -> list[dict]:
+    """SPEC "Mobile units": per area, local day and vehicle, the plays, the seconds of audio
+    heard inside the area (cut by the stored track) and the time spent in it
+    (fleet/area_report.py), for the vehicles with area playlogs or a track in the window."""
+    from fleet.area_report import area_rows
+
+    records = [doc for doc in store.playlog_docs(schedule.id, _ms(window.start), _ms(window.end))
+               if doc.get("area")]
+    start, end = window.start.timestamp(), window.end.timestamp()
+    units = sorted({doc.get("unit") for doc in records if isinstance(doc.get("unit"), str)}
+                   | set(store.track_units(start, end)))
+    rows = []
+    for unit in units:
+        points = store.track_points(unit, start, end)
+        mine = [doc for doc in records if doc.get("unit") == unit]
+        rows += [row for row in area_rows(schedule, unit, mine, points)
+                 if row["plays"] or row["missed"] or row["time_inside_s"]]
+    return sorted(rows, key=lambda r: (r["day"], r["area"], r["unit"]))
 
 
 def _titles(schedules) -> dict:
@@ -289,6 +310,12 @@ def render_text(report: dict) -> str:
                 lines.append(f"    {d['district']:<30} {d['completed']}/{d['targeted']} completed "
                              f"({percent(d['completed'], d['targeted'])}), partial {d['partial']}, "
                              f"missed {d['missed']}, unknown {d['unknown']}")
+    for row in report.get("areas", []):
+        missed = ", ".join(f"{n} {reason}" for reason, n in sorted(row["missed"].items()))
+        lines.append(f"area {row['area']:<16} {row['day']}  {row['unit']:<24} plays {row['plays']} "
+                     f"(completed {row['completed']}), audio inside {row['audio_inside_s'] / 60:.1f} min "
+                     f"of {row['played_s'] / 60:.1f}, time inside {row['time_inside_s'] / 60:.1f} min"
+                     + (f", missed: {missed}" if missed else ""))
     t = report["totals"]
     lines.append(f"all occurrences: {t['completed']} of {t['targeted']} plays completed "
                  f"({percent(t['completed'], t['targeted'])}), partial {t['partial']}, missed {t['missed']}, "

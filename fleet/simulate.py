@@ -99,6 +99,10 @@ class SimulationPlan:
     # accepted in 7 s at 50 ms. A unit process on a Pi keeps Python's default.
     switch_interval_s: float = 0.05
     extra: dict = field(default_factory=dict)  # more config tables/keys, merged per table
+    # Vehicles (issue 13): these units also have a GPS whose simulator drives `route`
+    # (hw.sim.route: GPX, or JSON waypoints and faults) from the unit's start.
+    route: str | None = None
+    vehicles: tuple = ()
 
 
 def unit_config(plan: SimulationPlan, unit: SimulatedUnit):
@@ -135,7 +139,10 @@ def _start_unit(plan: SimulationPlan, unit: SimulatedUnit):
     from device.daemon import Unit
     from hw.mock import MockHardware
     cfg = unit_config(plan, unit)
-    hardware = MockHardware(cfg.hardware.mock_output_dir, speed=cfg.hardware.mock_speed, fitted=plan.devices)
+    vehicle = plan.route is not None and unit.id in plan.vehicles
+    fitted = tuple(dict.fromkeys(plan.devices + ("gps",))) if vehicle else plan.devices
+    hardware = MockHardware(cfg.hardware.mock_output_dir, speed=cfg.hardware.mock_speed, fitted=fitted,
+                            route=plan.route if vehicle else None)
     running = Unit(cfg, hardware=hardware)
     running.start()
     return running

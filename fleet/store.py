@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, case, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from fleet.db import (bad_messages, events, playlogs, replies, schedule_topics, schedule_versions,
+from fleet.db import (bad_messages, events, playlogs, replies, schedule_topics, schedule_versions, tracks,
                       units)
 
 __all__ = ["FleetStore", "UnitRow"]
@@ -59,6 +59,7 @@ class FleetStore:
         with self.engine.connect().execution_options(writer=True) as conn, conn.begin():
             self._write_units(conn, batch, seen)
             for table, rows in ((playlogs, batch.playlogs), (events, batch.events), (replies, batch.replies),
+                                (tracks, batch.tracks),
                                 (schedule_versions, batch.schedule_versions)):
                 if rows:
                     conn.execute(self._insert(table).on_conflict_do_nothing(), _sorted(rows))
@@ -128,12 +129,37 @@ class FleetStore:
                 playlogs.c.scheduled_ms < end_ms)).mappings().all()
         return [dict(row) for row in rows]
 
+    def playlog_docs(self, schedule_id: str, start_ms: int, end_ms: int) -> list[dict]:
+        """Whole playlogs (as received) of one schedule scheduled in [start_ms, end_ms):
+        what the area report reads (`area`, `play_no`, positions)."""
+        with self.engine.connect() as conn:
+            texts = conn.execute(select(playlogs.c.doc).where(
+                playlogs.c.schedule == schedule_id, playlogs.c.scheduled_ms >= start_ms,
+                playlogs.c.scheduled_ms < end_ms)).scalars().all()
+        return [json.loads(text) for text in texts]
+
+    def track_points(self, unit: str, start_ts: float, end_ts: float) -> list[list]:
+        """A vehicle's track points [ts, lat, lon, speed_kmh] in [start_ts, end_ts], by time;
+        the batches overlapping the range are read whole."""
+        with self.engine.connect() as conn:
+            texts = conn.execute(select(tracks.c.points).where(
+                tracks.c.unit == unit, tracks.c.last_ts >= start_ts, tracks.c.first_ts <= end_ts)).scalars().all()
+        points = {(p[0], p[1], p[2]): p for text in texts for p in json.loads(text)}
+        return sorted((p for p in points.values() if start_ts <= p[0] <= end_ts), key=lambda p: p[0])
+
+    def track_units(self, start_ts: float, end_ts: float) -> list[str]:
+        """The units with track points in [start_ts, end_ts]."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(tracks.c.unit).distinct().where(
+                tracks.c.last_ts >= start_ts, tracks.c.first_ts <= end_ts).order_by(tracks.c.unit)).scalars())
+
     def counts(self) -> dict:
         """Rows per table (for logs and tests)."""
         from sqlalchemy import func
         with self.engine.connect() as conn:
             return {t.name: conn.execute(select(func.count()).select_from(t)).scalar()
-                    for t in (units, playlogs, events, replies, schedule_versions, schedule_topics, bad_messages)}
+                    for t in (units, playlogs, events, replies, schedule_versions, schedule_topics, tracks,
+                                  bad_messages)}
 
 
 def _unit_row(row) -> UnitRow:

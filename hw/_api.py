@@ -138,6 +138,29 @@ class StatusLed(ABC):
     def close(self) -> None: ...
 
 
+class BatteryAdc(ABC):
+    """The vehicle battery's voltage, read through an ADC channel behind a resistor
+    divider (docs/hardware.md). A subclass provides `_fraction()` (the reading as a
+    share of the reference, 0..1, or None when the ADC does not answer) and `close`."""
+
+    def __init__(self, channel: int, divider: float, vref: float):
+        self.channel, self.divider, self.vref = channel, divider, vref
+
+    def volts(self) -> float | None:
+        """The battery's voltage, 0.01 V; None when it cannot be read (never raises)."""
+        try:
+            fraction = self._fraction()
+        except Exception:  # noqa: BLE001 - a failing ADC is an unknown voltage, not a dead probe
+            return None
+        return None if fraction is None else round(fraction * self.vref * self.divider, 2)
+
+    @abstractmethod
+    def _fraction(self) -> float | None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
 class HardwareFactory(ABC):
     """Makes the hardware parts of one unit and closes them all, in reverse, on `close`.
 
@@ -174,6 +197,14 @@ class HardwareFactory(ABC):
         """The status LED on BCM `pin`, showing "starting"."""
         self._check_open()
         return self._keep(self._make_status_led(pin, active_high))
+
+    def battery_adc(self, channel: int = 0, *, divider: float = 6.0, vref: float = 3.3) -> BatteryAdc:
+        """The vehicle battery's ADC channel (an MCP3008 on SPI on a Pi; docs/hardware.md)."""
+        self._check_open()
+        return self._keep(self._make_battery_adc(channel, divider, vref))
+
+    def _make_battery_adc(self, channel: int, divider: float, vref: float) -> BatteryAdc:
+        raise HardwareError(f"{type(self).__name__} has no battery ADC")
 
     # ---- audio ----
     def speaker(self) -> AudioSink:

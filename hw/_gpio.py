@@ -12,7 +12,7 @@ from loaxa.errors import HardwareError
 
 log = logging.getLogger("loaxa.gpio")
 
-from ._api import LED_PATTERNS, InputLine, Relay, StatusLed
+from ._api import LED_PATTERNS, BatteryAdc, InputLine, Relay, StatusLed
 
 
 class GpioRelay(Relay):
@@ -207,3 +207,26 @@ def open_input(role: str, pin: int, active_high: bool, bounce_s, pin_factory):
                                   pin_factory=pin_factory)
 
     return _open_device(make, f"GPIO{pin} for input {role}")
+
+
+class GpioBatteryAdc(BatteryAdc):
+    """The vehicle battery on an MCP3008 channel (gpiozero, SPI), behind a divider."""
+
+    def __init__(self, channel: int, divider: float, vref: float, pin_factory=None):
+        super().__init__(channel, divider, vref)
+
+        def make():
+            from gpiozero import MCP3008
+
+            return MCP3008(channel=channel, pin_factory=pin_factory)
+
+        self._device = _open_device(make, f"MCP3008 channel {channel} for the vehicle battery")
+
+    def _fraction(self) -> float | None:
+        device = self._device
+        return None if device is None else float(device.value)
+
+    def close(self) -> None:
+        device, self._device = self._device, None
+        if device is not None:
+            device.close()

@@ -63,6 +63,7 @@ class GpsReceiver:
         self.decoder = nmea.NmeaDecoder()
         self.sentences = 0  # valid sentences so far
         self._fix: GpsFix | None = None
+        self.speed_kmh: float | None = None  # over ground, from the last valid RMC that gave it
         self._quality = 0  # of the last GGA, fix or not
         self._satellites = None
         self._utc: UtcReference | None = None
@@ -187,6 +188,7 @@ class GpsReceiver:
             return
         if nmea.plausible_utc(rmc.utc):  # a rolled-over date is no time at all
             self._utc = UtcReference(rmc.utc, now)
+        self.speed_kmh = None if rmc.speed_kn is None else round(rmc.speed_kn * 1.852, 1)
         if rmc.lat is not None and rmc.lon is not None:
             old = self._fix
             # RMC has no quality: keep the last GGA's details, refresh the position.

@@ -24,7 +24,7 @@ from gpiozero.pins.mock import MockConnectedPin, MockFactory
 from audio import AudioSink
 from loaxa.errors import HardwareError
 
-from ._api import HardwareFactory, InputLine, Relay, StatusLed
+from ._api import BatteryAdc, HardwareFactory, InputLine, Relay, StatusLed
 from ._gpio import GpioInput, GpioRelay, GpioStatusLed
 from .clock import Clock, SystemClock
 from .probes import MockProbes
@@ -34,7 +34,7 @@ log = logging.getLogger("loaxa.mock")
 TIMELINE_FILE = "hardware.jsonl"
 FAULTS_ENV = "LOAXA_MOCK_FAULTS"
 SIMULATED = ("amplifier", "gps", "modem")
-INPUT_ROLES = ("fault", "door", "button_test", "button_stop")
+INPUT_ROLES = ("fault", "door", "button_test", "button_stop", "ignition")
 _FAULT_STEP = re.compile(
     r"(?P<part>[a-z_]+):(?P<action>[a-z_]+)(?:=(?P<cause>[a-z_]+))?@(?P<after>\d+(?:\.\d+)?)s?")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
@@ -148,6 +148,29 @@ class MockInput(GpioInput):
     def _changed(self, active: bool) -> None:
         self.timeline.record("input", role=self.role, pin=self.pin, active=active)
         super()._changed(active)
+
+
+class MockBatteryAdc(BatteryAdc):
+    """The vehicle battery's ADC in mock mode: `set_volts(v)` (None: the ADC does not
+    answer) as a technician's bench supply would; each change is on the timeline."""
+
+    def __init__(self, channel: int, divider: float, vref: float, *, timeline: Timeline,
+                 volts: float | None = 12.6):
+        super().__init__(channel, divider, vref)
+        self.timeline = timeline
+        self._volts = volts
+
+    def set_volts(self, volts: float | None) -> None:
+        self._volts = volts
+        self.timeline.record("battery", volts=volts)
+
+    def _fraction(self) -> float | None:
+        if self._volts is None:
+            return None
+        return min(1.0, max(0.0, self._volts / (self.vref * self.divider)))
+
+    def close(self) -> None:
+        pass
 
 
 class MockStatusLed(GpioStatusLed):
@@ -300,7 +323,8 @@ def parse_fault_plan(text: str) -> list[dict]:
     `amplifier:protect=short@45,amplifier:clear@90,gps:lost@30,door:on@60,door:off@70`.
 
     Parts: the simulators (amplifier, gps, modem; actions are their `fail()` names, or
-    `clear`) and the inputs (fault, door, button_test, button_stop; actions `on`, `off`).
+    `clear`) and the inputs (fault, door, button_test, button_stop, and a vehicle's
+    ignition when `[vehicle].ignition` is set; actions `on`, `off`).
     Seconds count from the factory's start. HardwareError names a bad step.
     """
     plan = []
@@ -326,14 +350,15 @@ class MockHardware(HardwareFactory):
     `amp_boot_s` is how long it takes to answer after mains on. `faults` (default
     `$LOAXA_MOCK_FAULTS`) schedules failures for a demo: see `parse_fault_plan`.
     `fitted` names the serial devices the unit has: one left out is absent, as on a
-    Pi with no port for it (a fixed commune cluster without GPS, say).
+    Pi with no port for it (a fixed commune cluster without GPS, say). `route` (a file,
+    default `$LOAXA_DEMO_ROUTE`) makes the GPS simulator drive it.
     """
 
     mock = True
 
     def __init__(self, output_dir, *, speed: float = 1.0, clock: Clock | None = None,
                  amp_boot_s: float = 0.2, gps_interval_s: float = 1.0, faults: str | None = None,
-                 fitted=SIMULATED):
+                 fitted=SIMULATED, route: str | None = None):
         if not speed > 0:
             raise ValueError(f"mock speed must be > 0, got {speed}")
         unknown = set(fitted) - set(SIMULATED)
@@ -345,6 +370,7 @@ class MockHardware(HardwareFactory):
         self.output_dir = Path(output_dir)
         self.speed = speed
         self.amp_boot_s, self.gps_interval_s = amp_boot_s, gps_interval_s
+        self.route = route  # a route file for the GPS simulator; default $LOAXA_DEMO_ROUTE
         self.timeline = Timeline(self.output_dir / TIMELINE_FILE, self.clock)
         self.pin_factory = MockFactory()
         self.simulators: dict = {}
@@ -375,6 +401,8 @@ class MockHardware(HardwareFactory):
         line = MockInput(role, pin, pin_factory=self.pin_factory, timeline=self.timeline,
                          active_high=active_high, bounce_s=bounce_s)
         self._inputs[role] = line
+        if role == "ignition":  # the demo vehicle starts with its engine running
+            self.drive(role, True)
         return line
 
     def drive(self, role: str, active: bool) -> None:
@@ -408,6 +436,10 @@ class MockHardware(HardwareFactory):
         except (HardwareError, ValueError, TypeError) as exc:
             log.warning("mock fault plan: %s", exc)
 
+    def _make_battery_adc(self, channel: int, divider: float, vref: float) -> MockBatteryAdc:
+        self.battery = MockBatteryAdc(channel, divider, vref, timeline=self.timeline)
+        return self.battery
+
     def _make_status_led(self, pin: int, active_high: bool) -> StatusLed:
         return MockStatusLed(pin, pin_factory=self.pin_factory, timeline=self.timeline,
                              active_high=active_high)
@@ -434,7 +466,7 @@ class MockHardware(HardwareFactory):
             sim = AmplifierSimulator(link_path=link, boot_s=self.amp_boot_s, mains=self._mains_on,
                                      mains_poll_s=None, timeline=self.timeline)
         elif kind == "gps":
-            sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s, **_route_from_env())
+            sim = GpsSimulator(link_path=link, interval_s=self.gps_interval_s, **_route_from_env(self.route))
         else:
             sim = ModemSimulator(link_path=link)
         self.simulators[kind] = sim.start()
@@ -465,11 +497,11 @@ class MockHardware(HardwareFactory):
 ROUTE_ENV = "LOAXA_DEMO_ROUTE"
 
 
-def _route_from_env() -> dict:
+def _route_from_env(path: str | None = None) -> dict:
     """`$LOAXA_DEMO_ROUTE` (a GPX file, or JSON waypoints and faults: `hw.sim.route`) makes
     the mock GPS drive that route from the unit's start; unreadable, the GPS stays put and
     the log says why (a demo's stray variable must not stop the unit)."""
-    path = os.environ.get(ROUTE_ENV)
+    path = path or os.environ.get(ROUTE_ENV)
     if not path:
         return {}
     from .sim.route import RouteError, load_route

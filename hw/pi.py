@@ -9,8 +9,8 @@ absent and the amplifier relay-only (SPEC).
 
 from audio import AlsaSink, AudioSink
 
-from ._api import HardwareFactory, InputLine, Relay, StatusLed
-from ._gpio import GpioInput, GpioRelay, GpioStatusLed
+from ._api import BatteryAdc, HardwareFactory, InputLine, Relay, StatusLed
+from ._gpio import GpioBatteryAdc, GpioInput, GpioRelay, GpioStatusLed
 from .clock import Clock, UnitClock
 from .probes import PiProbes
 
@@ -34,6 +34,9 @@ class PiHardware(HardwareFactory):
 
     def _make_status_led(self, pin: int, active_high: bool) -> StatusLed:
         return GpioStatusLed(pin, active_high, pin_factory=None)
+
+    def _make_battery_adc(self, channel: int, divider: float, vref: float) -> BatteryAdc:
+        return GpioBatteryAdc(channel, divider, vref, pin_factory=None)
 
     def _make_speaker(self) -> AudioSink:
         return AlsaSink(self.audio_device)

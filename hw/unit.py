@@ -78,6 +78,37 @@ class UnitHardware:
             self.gps.on_event = self._event
         self.modem = f.modem(cfg.modem.port)
         self.probes = f.probes()
+        self._open_vehicle(f, getattr(cfg, "vehicle", None))
+
+    def _open_vehicle(self, f, vehicle) -> None:
+        """A loudspeaker vehicle's ignition input and battery ADC (None when not fitted)."""
+        self.ignition = self.battery = None
+        if vehicle is None:
+            return
+        if vehicle.ignition is not None:
+            self.ignition = f.input("ignition", vehicle.ignition, vehicle.ignition_active_high, 0.2)
+            self.ignition.when_changed = lambda on: self._event(
+                "vehicle.ignition", "ignition on" if on else "ignition off", ignition=on)
+        if vehicle.battery_adc != "none":
+            self.battery = f.battery_adc(vehicle.battery_channel, divider=vehicle.battery_divider,
+                                         vref=vehicle.battery_vref)
+
+    def ignition_on(self) -> bool | None:
+        """The vehicle's ignition: True/False, None when no input is wired."""
+        if self.ignition is None:
+            return None
+        try:
+            return self.ignition.is_active
+        except Exception:  # noqa: BLE001 - closed during shutdown: unknown
+            return None
+
+    def power(self) -> dict | None:
+        """Health `power` of a vehicle: `ignition` and `battery_v` (the vehicle battery);
+        None on a unit with neither wired."""
+        if self.ignition is None and self.battery is None:
+            return None
+        return {"mains": None, "ignition": self.ignition_on(),
+                "battery_v": None if self.battery is None else self.battery.volts()}
 
     # ---- running ----
     def start(self) -> "UnitHardware":

@@ -183,6 +183,18 @@ class GpioConfig:
 
 
 @dataclass(frozen=True)
+class VehicleConfig:
+    """A loudspeaker vehicle (SPEC "Mobile units"): its ignition input and battery ADC."""
+    ignition: int | None = None  # BCM pin of the ignition input; None: not wired
+    ignition_active_high: bool = True
+    play_with_ignition_off: bool = False
+    battery_adc: str = "none"  # "mcp3008" (SPI) or "none"
+    battery_channel: int = 0
+    battery_divider: float = 6.0  # (R1 + R2) / R2 of the divider in front of the ADC
+    battery_vref: float = 3.3
+
+
+@dataclass(frozen=True)
 class Config:
     unit: UnitConfig
     clock: ClockConfig
@@ -195,6 +207,7 @@ class Config:
     modem: ModemConfig
     gpio: GpioConfig
     outbox: OutboxConfig = OutboxConfig()
+    vehicle: VehicleConfig = VehicleConfig()
     source: Path | None = None
 
     def masked(self) -> dict:
@@ -324,6 +337,13 @@ def _positive_number(value) -> float:
     if number <= 0:
         _fail(f"must be greater than 0, got {number:g}")
     return number
+
+
+def _boolean(value) -> bool:
+    if not isinstance(value, bool):
+        # worded as _choice's message, which is already translated (provisioning/messages.py)
+        _fail(f"must be one of true, false, got {_describe(value)}")
+    return value
 
 
 def _choice(*options: str) -> Callable:
@@ -551,12 +571,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # Records not yet delivered (issue 11): a disk budget, never a count of records.
         "max_mb": Key(_integer(1), 256),
     },
+    "vehicle": {
+        # Issue 13: a loudspeaker vehicle's ignition input and battery (docs/hardware.md).
+        "ignition": Key(_pin, None),
+        "ignition_active_high": Key(_boolean, True),
+        "play_with_ignition_off": Key(_boolean, False),
+        "battery_adc": Key(_choice("none", "mcp3008"), "none"),
+        "battery_channel": Key(_integer(0, 7), 0),
+        "battery_divider": Key(_number(1, 100), 6.0),
+        "battery_vref": Key(_number(1, 5.5), 3.3),
+    },
 }
 
 TABLE_TYPES = {
     "unit": UnitConfig, "clock": ClockConfig, "broker": BrokerConfig, "trust": TrustConfig,
     "hardware": HardwareConfig, "audio": AudioConfig, "amplifier": AmplifierConfig,
     "gps": GpsConfig, "modem": ModemConfig, "gpio": GpioConfig, "outbox": OutboxConfig,
+    "vehicle": VehicleConfig,
 }
 
 
@@ -733,6 +764,9 @@ def _check_pin_roles(reading: _Reading) -> None:
             reading.error(f"gpio.{role}", f"pin {pin} is already used by gpio.{first_role[pin]}")
         else:
             first_role[pin] = role
+    ignition = reading.values["vehicle"].get("ignition")
+    if ignition is not None and ignition in first_role:
+        reading.error("vehicle.ignition", f"pin {ignition} is already used by gpio.{first_role[ignition]}")
 
 
 def _pin_roles(reading: _Reading) -> list[tuple[str, int]]:

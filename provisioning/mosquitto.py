@@ -30,7 +30,7 @@ ITERATIONS = 101           # mosquitto_passwd's default
 SALT_BYTES = 12
 PASSWORD_BYTES = 24        # 192 bits of randomness: 32 characters of URL-safe base64
 
-REPORT_KINDS = ("state", "health", "playlog", "event", "reply")
+REPORT_KINDS = ("state", "health", "playlog", "event", "reply", "track")  # track: a vehicle's positions
 LISTEN_KINDS = ("schedule", "cmd", "trust", "release")
 # The kinds of topic an operator account may publish to, by trust role: whoever holds a
 # role may need to push what it signs. Trust documents go out from the `admin` account.
@@ -77,7 +77,7 @@ def _b64(data: bytes) -> str:
 
 
 def report_topics(prefix: str, unit_id: str) -> list[str]:
-    """The topics the unit writes: its own state, health, playlogs, events and replies."""
+    """The topics the unit writes: its own state, health, playlogs, events, replies and track."""
     return [f"{prefix}/unit/{unit_id}/{kind}" for kind in REPORT_KINDS]
 
 

@@ -99,6 +99,10 @@ def test_status_forms(capsys, db):
     (["fleet", "simulate", "--units", "5"], 1, "give --broker URL"),
     (["fleet", "simulate", "--units", "5", "--devices", "gps,radio", "--broker", "mqtt://127.0.0.1:1"], 2,
      "unknown device 'radio'"),
+    (["fleet", "simulate", "--units", "5", "--route", "/nonexistent/route.gpx", "--broker", "mqtt://127.0.0.1:1"],
+     1, "--route: /nonexistent/route.gpx"),
+    (["fleet", "simulate", "--units", "5", "--vehicles", "2", "--broker", "mqtt://127.0.0.1:1"], 1,
+     "--vehicles needs --route"),
     (["fleet", "report"], 2, "--schedule"),
 ])
 def test_bad_input_is_one_clear_line(capsys, argv, code, message):
@@ -191,3 +195,55 @@ def test_the_html_coverage_figure_is_not_green_at_a_poor_value(capsys, db, tmp_p
     colours = {name: colour for _, name, colour in COVERAGE_BANDS}
     assert f".poor{{color:{colours['poor']}}}" in page and colours["poor"] != colours["good"]
     assert "<td class=poor>50.0%</td>" in page
+
+
+def test_report_of_an_area_schedule_has_rows_per_area_and_day(capsys, tmp_path):
+    """SPEC "Mobile units": per area and local day, the plays, the audio heard inside the
+    area (cut by the stored track) and the time spent there, from the database."""
+    from datetime import timedelta
+
+    from fleet.ingest import Received
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    key = OperatorKey(tmp_path / "keys")
+    store = FleetStore(open_database(url))
+    lat0, lon0, m_per_deg = 12.70, 108.10, 111_195.0
+    doc = schedule_doc("dak-lak/xe", ["unit:dl-car-01"], [
+        {"id": "luat-dat", "play": ["chime"], "where": "bong-krang", "from": "07:00", "until": "11:00"}],
+        issued_at=datetime(2026, 11, 30, 8, 0, tzinfo=TZ), valid_days=3)
+    doc["areas"] = {"bong-krang": {"circle": {"lat": lat0, "lon": lon0, "r_m": 100}}}
+    start = datetime(2026, 12, 1, 7, 30, tzinfo=TZ)
+    # 10 m/s north through the circle: inside from -100 m to +100 m, 20 s
+    points = [[int(start.timestamp()) + t, round(lat0 + (t - 30) * 10 / m_per_deg, 6), lon0, 36.0]
+              for t in range(0, 61, 5)]
+    play = playlog_msg("dl-car-01", "dak-lak/xe", "luat-dat", datetime(2026, 12, 1, 7, 0, tzinfo=TZ),
+                       played_s=20.0)
+    record = json.loads(play.payload)  # the play starts 10 s before the vehicle enters: half is heard inside
+    record.update(area="bong-krang", play_no=1, started_at=(start + timedelta(seconds=10)).isoformat(),
+                  ended_at=(start + timedelta(seconds=30)).isoformat())
+    missed = json.loads(playlog_msg("dl-car-01", "dak-lak/xe", "luat-dat", datetime(2026, 12, 2, 7, 0, tzinfo=TZ),
+                                    outcome="missed", played_s=0.0).payload)
+    missed.update(area="bong-krang", play_no=None, reason="no GPS fix", started_at=None)
+    track = {"id": "batch-1", "points": points}
+    write(store, schedule_msg(key, doc), state_msg("dl-car-01", ["dak-lak/lak/doi-tin"]),
+          Received("loaxa/unit/dl-car-01/playlog", json.dumps(record).encode(), False, 0.0),
+          Received("loaxa/unit/dl-car-01/playlog", json.dumps(missed).encode(), False, 0.0),
+          Received("loaxa/unit/dl-car-01/track", json.dumps(track).encode(), False, 0.0))
+    store.engine.dispose()
+    code, out, err = run(capsys, "fleet", "report", "--db", url, "--schedule", "dak-lak/xe",
+                         "--from", "2026-12-01", "--to", "2026-12-02", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["areas"]
+    assert [(r["area"], r["day"], r["unit"], r["plays"], r["completed"]) for r in rows] == [
+        ("bong-krang", "2026-12-01", "dl-car-01", 1, 1, ), ("bong-krang", "2026-12-02", "dl-car-01", 0, 0)]
+    assert rows[0]["played_s"] == 20.0 and abs(rows[0]["audio_inside_s"] - 10.0) <= 0.5
+    assert abs(rows[0]["time_inside_s"] - 20.0) <= 0.5 and rows[1]["missed"] == {"no GPS fix": 1}
+    code, out, _ = run(capsys, "fleet", "report", "--db", url, "--schedule", "dak-lak/xe",
+                       "--from", "2026-12-01", "--to", "2026-12-02")
+    assert code == 0 and "area bong-krang" in out and "audio inside 0.2 min of 0.3" in out
+    html = tmp_path / "areas.html"
+    code, _, err = run(capsys, "fleet", "report", "--db", url, "--schedule", "dak-lak/xe",
+                       "--from", "2026-12-01", "--to", "2026-12-02", "--html", str(html))
+    assert code == 0, err
+    page = html.read_text(encoding="utf-8")
+    assert "vehicles by area" in page and "1 no GPS fix" in page
+    assert "<td class=l>bong-krang</td><td class=l>2026-12-01</td><td class=l>dl-car-01</td><td>1</td>" in page

@@ -129,3 +129,21 @@ def test_two_collectors_share_the_stream(broker, tmp_path):
         wait_until(lambda: FleetStore(a.store.engine).counts()["playlogs"] == 400, 15, what="all stored")
         assert a.stats.received > 0 and b.stats.received > 0  # the shared subscription split them
         assert a.stats.received + b.stats.received < 800
+
+
+def test_track_batches_are_stored_once_per_batch_id(broker, tmp_path):
+    """A vehicle's track (SPEC "Mobile units"): the collector subscribes to `track` and
+    stores each batch once, even when the outbox sends it again after a lost PUBACK."""
+    db = f"sqlite:///{tmp_path / 'fleet.db'}"
+    first = {"id": "b-1", "points": [[1796518000, 12.7, 108.1, 36.0], [1796518030, 12.701, 108.1, 36.0]]}
+    second = {"id": "b-2", "points": [[1796518060, 12.702, 108.1, None]]}
+    bad = {"id": "b-3", "points": [[1796518090, 123.0, 108.1, 0.0]]}  # latitude out of range
+    topic = "loaxa/unit/dl-sim-car/track"
+    with running_collector(broker.url, db) as collector:
+        publish(options(broker), [(topic, json.dumps(doc).encode(), False) for doc in (first, first, second, bad)])
+        store = collector.store
+        wait_until(lambda: store.counts()["tracks"] == 2 and store.counts()["bad_messages"] == 1, 15,
+                   what="two batches stored, one refused")
+        points = store.track_points("dl-sim-car", 1796518000, 1796518060)
+    assert [p[0] for p in points] == [1796518000, 1796518030, 1796518060]
+    assert points[2] == [1796518060, 12.702, 108.1, None]

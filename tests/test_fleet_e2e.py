@@ -80,3 +80,29 @@ def test_push_to_a_commune_plays_on_exactly_its_units_and_the_report_proves_it(f
     assert status.returncode == 0, status.stderr
     assert [(u["unit"], u["state"]) for u in json.loads(status.stdout)] == \
         [(u.id, "online") for u in fleet.simulation.units]
+
+
+def test_simulated_vehicles_drive_the_route(broker, tmp_path):
+    """`fleet simulate --route FILE --vehicles N`: those units get a GPS driving the route
+    (and the area loop); the others stay fixed clusters without one."""
+    import json
+
+    from fleet.simulate import _start_unit
+    from scheduler.areas import haversine_m
+    from tests.support.waiting import wait_until
+    route = tmp_path / "route.json"
+    route.write_text(json.dumps({"waypoints": [[12.70, 108.10, 72], [12.71, 108.10, 0]]}))
+    units = layout(2)
+    plan = SimulationPlan(units=units, broker_url=broker.url, trust_keys={}, state_root=str(tmp_path / "units"),
+                          route=str(route), vehicles=(units[0].id,))
+    car, cluster = _start_unit(plan, units[0]), _start_unit(plan, units[1])
+    try:
+        assert cluster.unit_hw.gps is None and cluster.areas is None
+        first = car.unit_hw.gps.wait_for_fix(10)
+        assert first is not None and haversine_m(first.lat, first.lon, 12.70, 108.10) < 50
+        moved = wait_until(lambda: (f := car.unit_hw.gps.fix) and haversine_m(f.lat, f.lon, 12.70, 108.10) > 30
+                           and f, 10, what="the vehicle moving north")
+        assert moved.lat > 12.70 and car.areas.is_alive()
+    finally:
+        car.stop()
+        cluster.stop()

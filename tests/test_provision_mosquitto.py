@@ -79,7 +79,7 @@ def test_acl_lines_follow_spec():
     assert lines[:2] == [f"# loaxa unit {UNIT}", f"user {UNIT}"]
     writes = [line.split()[2] for line in lines if line.startswith("topic write ")]
     reads = [line.split()[2] for line in lines if line.startswith("topic read ")]
-    assert writes == [f"loaxa/unit/{UNIT}/{kind}" for kind in ("state", "health", "playlog", "event", "reply")]
+    assert writes == [f"loaxa/unit/{UNIT}/{kind}" for kind in ("state", "health", "playlog", "event", "reply", "track")]
     owners = [f"unit/{UNIT}", f"group/{GROUP}", "group/dak-lak/lak", "group/dak-lak", "group/dak-lak/doi-tin-1"]
     assert reads == [f"loaxa/{owner}/{kind}" for owner in owners for kind in ("schedule", "cmd", "trust", "release")]
     assert len(lines) == 2 + len(writes) + len(reads)

@@ -38,7 +38,7 @@ def window(schedule):
 def test_the_occurrence_of_an_area_item_is_the_days_window(schedule, window):
     assert (window.start, window.end) == (at(MON, 7), at(MON, 11))
     assert window.occurrence.at == at(MON, 7) and window.occurrence.at.tzinfo == TZ
-    assert window.key == f"{schedule.id}|luat-dat|2026-11-30T07:00:00+07:00"
+    assert window.key == f"{schedule.id}|luat-dat|2026-11-30T07:00:00+07:00"  # keys span versions (triggers.py)
     assert window.contains(at(MON, 7)) and window.contains(at(MON, 10, 59, 59)) and not window.contains(at(MON, 11))
 
 

@@ -199,6 +199,11 @@ def _register_simulate(commands) -> None:
                    help="the serial devices each unit has, comma-separated from amplifier, gps, modem "
                         "(default amplifier,modem: a fixed commune cluster; add gps for vehicles; "
                         "a unit without amplifier drives a relay-only one)")
+    p.add_argument("--route", type=Path, metavar="FILE",
+                   help="vehicles drive this route from their start: a GPX file, or JSON "
+                        "{\"waypoints\": [[lat, lon, speed_kmh, dwell_s], ...], \"faults\": \"lost@120+30\"}")
+    p.add_argument("--vehicles", type=positive_int, metavar="N",
+                   help="how many of the units are vehicles with a GPS on --route (default: all)")
     p.add_argument("--state-dir", type=Path, metavar="DIR",
                    help="keep the units' state folders here (default: a temporary folder, removed at the end)")
     p.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="stop after this long")
@@ -371,6 +376,20 @@ def _password_file(args) -> str | None:
     return str(Path(path).resolve()) if path else None
 
 
+def _route_file(args) -> str | None:
+    """--route, read once here so a bad file is one line before any unit starts."""
+    if args.route is None:
+        if args.vehicles:
+            raise FleetError("--vehicles needs --route FILE")
+        return None
+    from hw.sim.route import RouteError, load_route
+    try:
+        load_route(args.route)
+    except RouteError as exc:
+        raise FleetError(f"--route: {exc}") from exc
+    return str(args.route.resolve())
+
+
 def simulate(args) -> int:
     from fleet.simulate import (DEFAULT_DEVICES, Simulation, SimulationPlan, layout, remove_state_root,
                                 temporary_state_root)
@@ -384,7 +403,8 @@ def simulate(args) -> int:
         password_file=_password_file(args),
         ca_file=str(options.ca_file) if options.ca_file else None,
         speed=args.speed, warmup_s=args.warmup, cooldown_s=args.cooldown,
-        devices=DEFAULT_DEVICES if args.devices is None else args.devices)
+        devices=DEFAULT_DEVICES if args.devices is None else args.devices,
+        route=_route_file(args), vehicles=tuple(u.id for u in units[:args.vehicles or len(units)]))
     simulation = Simulation(plan, per_process=args.per_process)
     if not trust:
         print("warning: no --trust-key: the units will refuse every schedule", file=sys.stderr)
