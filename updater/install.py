@@ -44,6 +44,7 @@ from updater.launcher import INSTALL_MARKER, installed_version_info, read_state,
 log = logging.getLogger("loaxa.update")
 
 MAX_BUNDLE_BYTES = 1 << 30
+CRASH_ENV = "LOAXA_TEST_CRASH_AT"  # tests: kill -9 this process at a named crash point
 STEP_TIMEOUT_S = 1800.0  # venv + pip on a Pi 3 from an SD card: minutes, not half an hour
 
 
@@ -115,10 +116,13 @@ class Installer:
                 shutil.rmtree(leftover, ignore_errors=True)
         try:
             unpack_bundle(Path(bundle), wheels)
+            crash_point("unpack")
             self._run([self.python, "-m", "venv", str(target)], "venv", cancel)
+            crash_point("venv")
             self._run([str(target / "bin" / "python"), "-m", "pip", "install", "--no-index", "--find-links",
                        str(wheels), "--no-cache-dir", "--disable-pip-version-check", "--quiet",
                        f"loaxa=={version}"], "pip install", cancel)
+            crash_point("pip")
             os.sync()  # everything pip wrote reaches the disk before the marker says "complete"
             atomic_write(target / INSTALL_MARKER, json.dumps(
                 {"version": version, "health_s": health_s, "installed_at": self.clock()}).encode())
@@ -172,6 +176,13 @@ class Installer:
                 shutil.rmtree(entry, ignore_errors=True)
                 removed.append(entry.name)
         return removed
+
+
+def crash_point(name: str) -> None:
+    """Tests: die here as a power cut would (SIGKILL, nothing flushed) when named in
+    $LOAXA_TEST_CRASH_AT; a no-op otherwise."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), 9)
 
 
 def unpack_bundle(bundle: Path, into: Path) -> list[str]:

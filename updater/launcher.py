@@ -108,6 +108,8 @@ def switch_current(prefix: Path, version: str) -> None:
     tmp = prefix / f".current.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
     os.symlink(f"versions/{version}", tmp)
+    if os.environ.get("LOAXA_TEST_CRASH_AT") == "switch":  # tests: a power cut between link and rename
+        os.kill(os.getpid(), 9)
     os.replace(tmp, prefix / "current")
     _fsync_dir(prefix)
 
@@ -116,8 +118,9 @@ def switch_current(prefix: Path, version: str) -> None:
 
 class Launcher:
     def __init__(self, prefix, args=(), *, once: bool = False, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                 clock=time.time):
+                 clock=time.time, restart_delay_s: float = RESTART_DELAY_S):
         self.prefix = Path(prefix)
+        self.restart_delay_s = restart_delay_s
         self.args = list(args)
         self.once, self.max_attempts, self.clock = once, max_attempts, clock
         self.state = read_state(self.prefix)
@@ -165,7 +168,7 @@ class Launcher:
             code = self.run_once()
             if self.once or self.stopping:
                 return code
-            time.sleep(RESTART_DELAY_S)
+            time.sleep(self.restart_delay_s)
             if self.stopping:
                 return code
 
@@ -311,11 +314,14 @@ def main(argv=None) -> int:
     parser.add_argument("--once", action="store_true",
                         help="exit when loaxa exits (systemd restarts the launcher); default under systemd")
     parser.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS)
+    parser.add_argument("--restart-delay", type=float, default=RESTART_DELAY_S, metavar="S",
+                        help="seconds between an exit and the next start (without --once)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="loaxa's arguments, after --")
     ns = parser.parse_args(argv)
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
     once = ns.once or bool(os.environ.get("INVOCATION_ID"))
-    return Launcher(ns.prefix, args or ["run"], once=once, max_attempts=max(1, ns.max_attempts)).run()
+    return Launcher(ns.prefix, args or ["run"], once=once, max_attempts=max(1, ns.max_attempts),
+                    restart_delay_s=max(0.0, ns.restart_delay)).run()
 
 
 if __name__ == "__main__":
