@@ -191,20 +191,22 @@ def unpack_bundle(bundle: Path, into: Path) -> list[str]:
     into.mkdir(parents=True)
     names = []
     try:
-        if zipfile.is_zipfile(bundle):
-            with zipfile.ZipFile(bundle) as archive:
-                for info in archive.infolist():
-                    name = Path(info.filename).name
-                    if name.endswith(".whl") and not info.is_dir():
-                        with archive.open(info) as src, open(into / name, "wb") as dst:
-                            shutil.copyfileobj(src, dst)
-                        names.append(name)
-        else:
+        # A tar first: a tar of uncompressed wheels also looks like a zip (its last wheel's
+        # directory is near the end of the file).
+        if tarfile.is_tarfile(bundle):
             with tarfile.open(bundle) as archive:
                 for member in archive:
                     name = Path(member.name).name
                     if name.endswith(".whl") and member.isfile():
                         with archive.extractfile(member) as src, open(into / name, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+                        names.append(name)
+        else:
+            with zipfile.ZipFile(bundle) as archive:
+                for info in archive.infolist():
+                    name = Path(info.filename).name
+                    if name.endswith(".whl") and not info.is_dir():
+                        with archive.open(info) as src, open(into / name, "wb") as dst:
                             shutil.copyfileobj(src, dst)
                         names.append(name)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:

@@ -188,8 +188,9 @@ class Launcher:
 
     def _command(self, version: str) -> list[str]:
         # The resolved folder, not `current/`: a later switch must not change the files a
-        # running daemon imports from.
-        return [str(self.prefix / "versions" / version / "bin" / "python"), "-m", "loaxa"] + self.args
+        # running daemon imports from. -P: the working folder is not on the path, so
+        # nothing there can stand in for the installed loaxa.
+        return [str(self.prefix / "versions" / version / "bin" / "python"), "-P", "-m", "loaxa"] + self.args
 
     def _start(self, version: str, health_file: Path | None):
         env = dict(os.environ)
