@@ -147,6 +147,13 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    # Software updates (issue 15): versions live in <prefix>/versions/<version>, the one
+    # in use is <prefix>/current; inside state_dir by default, which the service may write.
+    prefix: Path = Path("software")
+
+
+@dataclass(frozen=True)
 class AmplifierConfig:
     port: str | None
     baudrate: int
@@ -193,6 +200,7 @@ class Config:
     modem: ModemConfig
     gpio: GpioConfig
     outbox: OutboxConfig = OutboxConfig()
+    update: UpdateConfig = UpdateConfig()
     source: Path | None = None
 
     def masked(self) -> dict:
@@ -547,12 +555,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # Records not yet delivered (issue 11): a disk budget, never a count of records.
         "max_mb": Key(_integer(1), 256),
     },
+    "update": {
+        # Software updates (issue 15; docs/design.md "Software updates").
+        "prefix": Key(_path, Path("software"), path=True),
+    },
 }
 
 TABLE_TYPES = {
     "unit": UnitConfig, "clock": ClockConfig, "broker": BrokerConfig, "trust": TrustConfig,
     "hardware": HardwareConfig, "audio": AudioConfig, "amplifier": AmplifierConfig,
     "gps": GpsConfig, "modem": ModemConfig, "gpio": GpioConfig, "outbox": OutboxConfig,
+    "update": UpdateConfig,
 }
 
 

@@ -1,0 +1,142 @@
+"""`loaxa release build`: the wheel bundle for one architecture, and its release document.
+
+A bundle is an uncompressed tar of wheels for Python 3.11 (`wheels/<name>.whl`): loaxa's
+own wheel plus the wheels of its dependencies for the target architecture. How each part
+is got, so that a build works offline:
+- loaxa's wheel: given (`--wheel`), or built from a source tree (`--source`) with
+  `pip wheel --no-deps`; without build isolation when setuptools can build wheels here
+  (the `wheel` package, or setuptools >= 70.1), so no index is needed; else with it.
+- dependencies: every `.whl` of a wheelhouse (`--wheels DIR`), made on a machine with
+  internet for the target architecture (`scripts/bundle-offline.sh --arch aarch64` writes
+  one; `pip download --only-binary=:all: --platform manylinux2014_aarch64
+  --python-version 3.11 -d DIR loaxa` too). A dependency loaxa needs on every platform
+  and missing from the bundle is named in a warning: the unit's `pip install --no-index`
+  would fail and the update would be refused there (the running version stays).
+Tests build x86_64 bundles with a tiny wheelhouse; aarch64 bundles for Pis belong to a
+release step, never to `make test`.
+"""
+
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+from loaxa.errors import LoaxaError
+
+WHEEL_NAME = re.compile(r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-.+\.whl$")
+
+
+class BuildError(LoaxaError):
+    """The bundle cannot be built; the message says why."""
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _can_build_without_isolation() -> bool:
+    if importlib.util.find_spec("wheel") is not None:
+        return True
+    try:
+        import setuptools
+        major, minor = (int(p) for p in setuptools.__version__.split(".")[:2])
+        return (major, minor) >= (70, 1)
+    except (ImportError, ValueError):
+        return False
+
+
+def build_wheel(source: Path, into: Path) -> Path:
+    """loaxa's wheel from a source tree (`pip wheel --no-deps`)."""
+    if not (source / "pyproject.toml").exists():
+        raise BuildError(f"{source}: no pyproject.toml here; give the loaxa source tree, or --wheel")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
+           "--wheel-dir", str(into), str(source)]
+    if _can_build_without_isolation():
+        cmd[4:4] = ["--no-build-isolation", "--no-index"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        raise BuildError(f"building loaxa's wheel failed: {lines[-1] if lines else 'no output'}")
+    wheels = sorted(into.glob("loaxa-*.whl"))
+    if not wheels:
+        raise BuildError("building loaxa's wheel left no loaxa-*.whl")
+    return wheels[-1]
+
+
+def wheel_version(wheel: Path) -> str:
+    match = WHEEL_NAME.match(wheel.name)
+    if match is None or canonical(match["name"]) != "loaxa":
+        raise BuildError(f"{wheel.name}: not a loaxa wheel (expected loaxa-VERSION-...whl)")
+    return match["version"]
+
+
+def unconditional_requirements(wheel: Path) -> list[str]:
+    """The names loaxa's wheel requires on every platform (no environment marker)."""
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+        text = archive.read(metadata).decode("utf-8", "replace") if metadata else ""
+    names = []
+    for line in text.splitlines():
+        if line.startswith("Requires-Dist:") and ";" not in line:
+            names.append(canonical(re.split(r"[\s<>=!~\[(;]", line.split(":", 1)[1].strip(), maxsplit=1)[0]))
+    return names
+
+
+def write_bundle(loaxa_wheel: Path, dependency_wheels, out: Path, arch: str) -> tuple[Path, str, list[str]]:
+    """`out/loaxa-<version>-<arch>.tar`; returns (path, version, missing dependency names)."""
+    version = wheel_version(loaxa_wheel)
+    wheels = [Path(loaxa_wheel)] + [Path(w) for w in dependency_wheels if WHEEL_NAME.match(Path(w).name)
+                                    and canonical(WHEEL_NAME.match(Path(w).name)["name"]) != "loaxa"]
+    present = {canonical(WHEEL_NAME.match(w.name)["name"]) for w in wheels}
+    missing = [name for name in unconditional_requirements(loaxa_wheel) if name not in present]
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"loaxa-{version}-{arch}.tar"
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=out)
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for wheel in sorted(wheels, key=lambda w: w.name):
+                info = tar.gettarinfo(str(wheel), arcname=f"wheels/{wheel.name}")
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0  # the same wheels make the same bundle
+                with open(wheel, "rb") as f:
+                    tar.addfile(info, f)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target, version, missing
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def loaxa_wheel_for(source: Path | None, wheel: Path | None, workdir: Path) -> Path:
+    if wheel is not None:
+        if not wheel.is_file():
+            raise BuildError(f"{wheel}: no such wheel")
+        return wheel
+    built = workdir / "built"
+    built.mkdir()
+    return build_wheel(source, built)
+
+
+def copy_into(path: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if path.resolve() != target.resolve():
+        shutil.copyfile(path, target)
+    return target
