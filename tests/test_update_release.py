@@ -153,3 +153,14 @@ def test_release_text_writes_what_parse_reads():
     with pytest.raises(DocumentError, match="^version"):
         release_text(release_id="loaxa", seq=2, version="x", issued_at="2026-12-01T08:00:00+07:00",
                      targets=["group:dak-lak"], artifacts=doc()["artifacts"])
+
+
+def test_the_update_prefix_is_a_config_key_under_the_state_folder_by_default(tmp_path):
+    from provisioning.config import parse_config
+    from loaxa.errors import ConfigError
+    base = {"unit": {"id": "dl-x-01", "state_dir": str(tmp_path)}, "broker": {"url": "mqtt://h"}}
+    assert parse_config(base, base_dir=tmp_path).update.prefix == tmp_path / "software"
+    assert parse_config({**base, "update": {"prefix": "/opt/loaxa"}}, base_dir=tmp_path).update.prefix.as_posix() \
+        == "/opt/loaxa"
+    with pytest.raises(ConfigError, match="update.prefx: unknown key"):
+        parse_config({**base, "update": {"prefx": "/opt/loaxa"}}, base_dir=tmp_path)
