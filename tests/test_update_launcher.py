@@ -171,3 +171,23 @@ def test_an_incomplete_install_is_never_run(prefix, log):
     finally:
         stop(proc)
     assert "2.0.0 start" not in log_lines(log) and current_of(prefix) == "1.0.0"
+
+
+def test_a_boot_attempt_that_cannot_be_counted_is_not_made(prefix, log, monkeypatch):
+    """A full or read-only disk: an uncounted trial could crash-loop for ever, so the
+    confirmed version runs instead (the write seam raises as the kernel would)."""
+    import errno
+    from updater import launcher
+    fake_version(prefix, "1.0.0", "crash-start")  # exits at once, so run_once returns
+    fake_version(prefix, "2.0.0", "healthy")
+    point_current(prefix, "2.0.0")
+    (prefix / "launcher-state.json").write_text(json.dumps({"confirmed": "1.0.0"}))
+
+    def full(path, value):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(launcher, "atomic_write_json", full)
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    assert launcher.Launcher(prefix, ["run"], once=True).run_once() == 3
+    assert log_lines(log) == ["1.0.0 start"]
+    assert read_state(prefix) == {"confirmed": "1.0.0"}

@@ -156,7 +156,10 @@ class Launcher:
         if confirmed is None or not self.installed(confirmed):
             self.state["confirmed"] = version  # nothing to go back to: this one is it
             self.state.pop("trial", None)
-            self.save()
+            try:
+                self.save()
+            except OSError as exc:
+                log(f"cannot save the launcher's state ({exc.strerror or exc}); running {version} anyway")
         return version
 
     # -- running --
@@ -165,7 +168,11 @@ class Launcher:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         while True:
-            code = self.run_once()
+            try:
+                code = self.run_once()
+            except Exception as exc:  # noqa: BLE001 - the launcher never dies: a unit must play
+                log(f"error: {type(exc).__name__}: {exc}")
+                code = 1
             if self.once or self.stopping:
                 return code
             time.sleep(self.restart_delay_s)
@@ -219,7 +226,15 @@ class Launcher:
             return self.abandon(version, f"did not come online in {attempts} boot attempts "
                                          "(stopped by power loss or a kill during its start)")
         self.state["trial"] = {"version": version, "attempts": attempts + 1, "started_at": self.clock()}
-        self.save()  # counted before it starts: a power cut during the start still counts
+        try:
+            self.save()  # counted before it starts: a power cut during the start still counts
+        except OSError as exc:
+            # An attempt that cannot be counted is not made (it could loop for ever); the
+            # confirmed version plays meanwhile, from its own folder, `current` untouched.
+            self.state = read_state(self.prefix)
+            confirmed = self.state.get("confirmed")
+            log(f"cannot count boot attempts ({exc.strerror or exc}): {version} is not tried; running {confirmed}")
+            return self._run_confirmed(confirmed) if self.installed(confirmed) else 1
         info = installed_version_info(self.prefix / "versions" / version) or {}
         health_s = float(info.get("health_s") or DEFAULT_HEALTH_S)
         run_dir = self.prefix / "run"
