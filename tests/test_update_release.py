@@ -164,3 +164,10 @@ def test_the_update_prefix_is_a_config_key_under_the_state_folder_by_default(tmp
         == "/opt/loaxa"
     with pytest.raises(ConfigError, match="update.prefx: unknown key"):
         parse_config({**base, "update": {"prefx": "/opt/loaxa"}}, base_dir=tmp_path)
+
+
+def test_a_unit_reads_its_own_release_topic_and_those_of_its_groups_and_ancestors():
+    from scheduler import release_topics
+    assert sorted(release_topics("loaxa", UNIT, GROUPS)) == [
+        "loaxa/group/dak-lak/lak/bong-krang/release", "loaxa/group/dak-lak/lak/release",
+        "loaxa/group/dak-lak/release", f"loaxa/unit/{UNIT}/release"]
