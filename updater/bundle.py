@@ -9,14 +9,19 @@ is got, so that a build works offline:
 - dependencies: every `.whl` of a wheelhouse (`--wheels DIR`), made on a machine with
   internet for the target architecture (`scripts/bundle-offline.sh --arch aarch64` writes
   one; `pip download --only-binary=:all: --platform manylinux2014_aarch64
-  --python-version 3.11 -d DIR loaxa` too). A dependency loaxa needs on every platform
-  and missing from the bundle is named in a warning: the unit's `pip install --no-index`
+  --python-version 3.11 -d DIR loaxa` too); or (`--from-installed`, this machine's
+  architecture only: tests, a build on a Pi) the distributions loaxa needs as installed
+  in the running environment, repacked into wheels from their RECORD (an installed
+  package keeps no wheel; its dist-info keeps the files, the WHEEL tags and the
+  metadata, which is all a wheel is). A dependency loaxa needs on every platform and
+  missing from the bundle is named in a warning: the unit's `pip install --no-index`
   would fail and the update would be refused there (the running version stays).
 Tests build x86_64 bundles with a tiny wheelhouse; aarch64 bundles for Pis belong to a
 release step, never to `make test`.
 """
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -87,6 +92,77 @@ def unconditional_requirements(wheel: Path) -> list[str]:
         if line.startswith("Requires-Dist:") and ";" not in line:
             names.append(canonical(re.split(r"[\s<>=!~\[(;]", line.split(":", 1)[1].strip(), maxsplit=1)[0]))
     return names
+
+
+def _requirement_name(text: str) -> str:
+    return canonical(re.split(r"[\s<>=!~\[(;]", text.strip(), maxsplit=1)[0])
+
+
+def installed_closure(root: str = "loaxa") -> list:
+    """The installed distributions `root` needs at run time (not itself; extras left out).
+
+    A requirement with an environment marker counts when it is installed here (lgpio on a
+    Pi); one without a marker that is not installed is a BuildError naming it."""
+    seen: dict[str, object] = {}
+    queue = [(canonical(root), None)]
+    while queue:
+        name, marker = queue.pop()
+        if name in seen:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            if marker is None:
+                raise BuildError(f"{name}: needed by loaxa and not installed here; give --wheels DIR") from None
+            continue
+        seen[name] = dist
+        for requirement in dist.requires or ():
+            spec, _, condition = requirement.partition(";")
+            if "extra" in condition:
+                continue
+            queue.append((_requirement_name(spec), condition.strip() or None))
+    seen.pop(canonical(root), None)
+    return sorted(seen.values(), key=lambda d: canonical(d.metadata["Name"]))
+
+
+def repack_installed(dist, into: Path) -> Path:
+    """An installed distribution as a wheel again: its files under site-packages (no
+    bytecode; console scripts are made again by pip from entry_points.txt) and its
+    dist-info with a new RECORD, stored (not deflated: the bundle is tarred as is)."""
+    import base64
+    wheel_text = dist.read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel_text.splitlines() if line.startswith("Tag:")]
+    files = [f for f in dist.files or () if not str(f).startswith("..")]
+    info = next((f.parts[0] for f in files if f.parts[0].endswith(".dist-info")), None)
+    if not tags or info is None:
+        raise BuildError(f"{dist.metadata['Name']}: its installed metadata has no WHEEL tags; give --wheels DIR")
+    name = re.sub(r"[-_.]+", "_", dist.metadata["Name"])
+    parts = [tag.split("-") for tag in tags]  # every tag kept: `py2.py3-none-any`, two manylinux levels
+    tag = "-".join(".".join(dict.fromkeys(p[i] for p in parts)) for i in range(3))
+    path = into / f"{name}-{dist.version}-{tag}.whl"
+    skipped = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    record = []
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as wheel:
+        for entry in files:
+            if "__pycache__" in entry.parts or entry.suffix == ".pyc":
+                continue
+            if entry.parts[0] == info and entry.name in skipped:
+                continue
+            source = Path(dist.locate_file(entry))
+            if not source.is_file():
+                continue
+            data = source.read_bytes()
+            wheel.writestr(entry.as_posix(), data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{entry.as_posix()},sha256={digest},{len(data)}")
+        record.append(f"{info}/RECORD,,")
+        wheel.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return path
+
+
+def repack_dependencies(into: Path) -> list[Path]:
+    into.mkdir(parents=True, exist_ok=True)
+    return [repack_installed(dist, into) for dist in installed_closure()]
 
 
 def write_bundle(loaxa_wheel: Path, dependency_wheels, out: Path, arch: str) -> tuple[Path, str, list[str]]:

@@ -40,8 +40,11 @@ def register(subparsers) -> None:
     source.add_argument("--source", type=Path, metavar="DIR",
                         help="the loaxa source tree to build the wheel from (default: the current folder)")
     source.add_argument("--wheel", type=Path, metavar="WHL", help="an already built loaxa wheel")
-    build.add_argument("--wheels", type=Path, metavar="DIR",
-                       help="a wheelhouse holding the dependency wheels for ARCH (scripts/bundle-offline.sh)")
+    deps = build.add_mutually_exclusive_group()
+    deps.add_argument("--wheels", type=Path, metavar="DIR",
+                      help="a wheelhouse holding the dependency wheels for ARCH (scripts/bundle-offline.sh)")
+    deps.add_argument("--from-installed", action="store_true",
+                      help="repack the dependencies installed here into wheels (this machine's arch only)")
     build.add_argument("--arch", default=platform.machine(),
                        help="the units' architecture, aarch64 for a Raspberry Pi (default: this machine's)")
     build.add_argument("--out", required=True, type=Path, metavar="OUT")
@@ -75,13 +78,18 @@ def register(subparsers) -> None:
 
 
 def build_release(args) -> int:
-    from updater.bundle import file_sha256, loaxa_wheel_for, write_bundle
+    from updater.bundle import file_sha256, loaxa_wheel_for, repack_dependencies, write_bundle
     from updater.release import release_text
     wheelhouse = sorted(args.wheels.glob("*.whl")) if args.wheels is not None else []
     if args.wheels is not None and not args.wheels.is_dir():
         raise ReleaseCommandError(f"{args.wheels}: not a folder of wheels")
+    if args.from_installed and args.arch != platform.machine():
+        raise ReleaseCommandError(f"--from-installed repacks this machine's {platform.machine()} packages; "
+                                  f"for {args.arch} give --wheels DIR")
     with tempfile.TemporaryDirectory() as work:
         wheel = loaxa_wheel_for(args.source or Path.cwd(), args.wheel, Path(work))
+        if args.from_installed:
+            wheelhouse = repack_dependencies(Path(work) / "deps")
         bundle, version, missing = write_bundle(wheel, wheelhouse, args.out, args.arch)
     for name in missing:
         print(f"warning: the bundle holds no wheel of {name}, which loaxa needs: units will refuse to "

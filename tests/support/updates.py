@@ -91,13 +91,20 @@ def fake_wheel(folder: Path, version: str, behaviour: str) -> Path:
     return path
 
 
-def launcher_process(prefix: Path, *args, env=None) -> subprocess.Popen:
+def launcher_process(prefix: Path, *args, env=None, loaxa_args=("run",), output=None) -> subprocess.Popen:
     """The launcher as installed: `<prefix>/launcher.py` run by an isolated python (-I:
     no loaxa, no venv packages on its path), in a session of its own so a test can
-    kill -9 the launcher and its child at once, as a power cut does."""
-    return subprocess.Popen([sys.executable, "-I", str(Path(prefix) / "launcher.py"), "--prefix", str(prefix),
-                             "--restart-delay", "0.2", *args, "--", "run"], env={**os.environ, **(env or {})}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    kill -9 the launcher and its child at once, as a power cut does. `output`: a file
+    for the launcher's and the child's stdout and stderr (else both are discarded)."""
+    out = open(output, "ab") if output is not None else None
+    try:
+        return subprocess.Popen([sys.executable, "-I", str(Path(prefix) / "launcher.py"), "--prefix", str(prefix),
+                                 "--restart-delay", "0.2", *args, "--", *loaxa_args],
+                                env={**os.environ, **(env or {})}, start_new_session=True,
+                                stdout=out or subprocess.DEVNULL, stderr=out or subprocess.DEVNULL)
+    finally:
+        if out is not None:
+            out.close()
 
 
 def power_cut(proc: subprocess.Popen) -> None:
