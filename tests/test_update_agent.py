@@ -91,6 +91,7 @@ def test_download_install_then_switch_only_between_playbacks(prefix, tmp_path):
         server.close()
     assert unit.kinds() == ["update.downloaded", "update.installed"]
     assert unit.events[1][2] == {"seq": 5, "version": "2.0.0"}
+    assert not list((prefix / "downloads" / "sha256").iterdir())  # the venv holds it all now
     assert unit.agent.installer.current_version() == "1.0.0" and unit.restarts == 0
     unit.between = True
     assert unit.agent.step() == "switched"
@@ -121,3 +122,11 @@ def test_a_version_rolled_back_here_is_refused_and_each_rollback_reported_once(p
     assert Unit(prefix).agent.report_rollbacks() == 0  # a restarted daemon does not say it again
     unit.offer(release(6, "2.0.0"), RELEASER)
     assert unit.agent.step() == "refused" and "never tried again" in unit.events[-1][1]
+
+
+def test_when_idle_only_the_running_and_the_fallback_versions_are_kept(prefix):
+    for version in ("0.8.0", "0.9.0", "2.0.0"):
+        fake_version(prefix, version, "healthy")
+    (prefix / "launcher-state.json").write_text(json.dumps({"confirmed": "1.0.0", "previous": "0.9.0"}))
+    assert Unit(prefix).agent.step() == "idle"
+    assert sorted(p.name for p in (prefix / "versions").iterdir()) == ["0.9.0", "1.0.0"]

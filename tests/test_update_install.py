@@ -133,6 +133,17 @@ def test_a_bundle_without_loaxa_or_not_an_archive_is_refused(tmp_path):
         unpack_bundle(empty, tmp_path / "b")
 
 
+def test_an_install_that_would_fill_the_disk_is_not_started(tmp_path):
+    from tests.support.disk import tmpfs
+    wheel = fake_wheel(tmp_path / "w", "2.0.0", "healthy")
+    bundle = bundle_of(tmp_path, wheel)
+    with tmpfs(tmp_path / "small", size="48m") as small:
+        installer = Installer(small / "prefix")
+        with pytest.raises(TransientUpdateError, match="^install: not enough disk space"):
+            installer.install("2.0.0", bundle)
+        assert not (small / "prefix" / "versions" / "2.0.0").exists()
+
+
 # ---- real installs (a venv each: built once per module) ----
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,7 @@ class UpdateAgent:
             held = list(self.held.values())
         choice = choose_release(held, self.running, self.arch, bad=self.installer.rolled_back())
         if choice.action == "none":
+            self._prune()
             return "idle"
         release = choice.release
         if choice.action == "refused":
@@ -83,6 +84,7 @@ class UpdateAgent:
                 bundle = self.installer.fetch(release.artifact(self.arch), cancel=cancel)
                 self._say("update.downloaded", release, f"loaxa {release.version} downloaded and verified")
                 self.installer.install(release.version, bundle, health_s=release.health_s, cancel=cancel)
+                self.installer.discard_download(release.artifact(self.arch).sha256)
                 self._say("update.installed", release, f"loaxa {release.version} installed beside {self.running}")
         except TransientUpdateError as exc:
             log.info("update to %s paused: %s", release.version, exc)
@@ -96,6 +98,17 @@ class UpdateAgent:
         log.info("switched to loaxa %s; restarting into it", release.version)
         self.request_restart()
         return "switched"
+
+    def _prune(self) -> None:
+        """Keep the running version and the one it would go back to; remove the others
+        (an SD card holds a few versions of 200+ MB at most)."""
+        state = read_state(self.installer.prefix)
+        keep = {self.running, state.get("confirmed"), state.get("previous")}
+        try:
+            for version in self.installer.prune(keep):
+                log.info("loaxa %s removed (neither running nor the version to go back to)", version)
+        except OSError as exc:
+            log.warning("old versions not removed: %s", exc.strerror or exc)
 
     # ---- what the launcher recorded ----
     def report_rollbacks(self) -> int:

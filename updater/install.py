@@ -44,6 +44,8 @@ from updater.launcher import INSTALL_MARKER, installed_version_info, read_state,
 log = logging.getLogger("loaxa.update")
 
 MAX_BUNDLE_BYTES = 1 << 30
+INSTALL_GROWTH = 3  # unpacked wheels + the venv they fill, per byte of bundle (numpy, av: ~2.2)
+MIN_FREE_BYTES = 64 * 1024 * 1024  # as the media cache: logs, the outbox and the OS need room
 CRASH_ENV = "LOAXA_TEST_CRASH_AT"  # tests: kill -9 this process at a named crash point
 STEP_TIMEOUT_S = 1800.0  # venv + pip on a Pi 3 from an SD card: minutes, not half an hour
 
@@ -110,6 +112,7 @@ class Installer:
         if self.is_installed(version):
             return target
         self.versions.mkdir(parents=True, exist_ok=True)
+        self._check_space(Path(bundle).stat().st_size * INSTALL_GROWTH)
         wheels = self.versions / f".{version}.wheels"
         for leftover in (target, wheels):
             if leftover.exists() or leftover.is_symlink():
@@ -137,6 +140,17 @@ class Installer:
             shutil.rmtree(wheels, ignore_errors=True)
         log.info("loaxa %s installed in %s", version, target)
         return target
+
+    def _check_space(self, needed: int) -> None:
+        free = shutil.disk_usage(self.versions).free
+        if free - needed < MIN_FREE_BYTES:
+            raise TransientUpdateError(f"install: not enough disk space: {free >> 20} MB free, {needed >> 20} MB "
+                                       f"needed plus a reserve of {MIN_FREE_BYTES >> 20} MB")
+
+    def discard_download(self, sha256: str) -> None:
+        """Drop a bundle once installed: the venv holds all of it, and it is large."""
+        for path in (self.downloads / "sha256" / sha256, self.downloads / "partial" / f"{sha256}.part"):
+            path.unlink(missing_ok=True)
 
     def _run(self, cmd, step: str, cancel) -> None:
         """Run one step as a child, bounded by `step_timeout_s` and `cancel`."""
