@@ -28,6 +28,8 @@ rollback: state (bad + record) first, then the `current` link; a kill between th
 finds `current` on a bad version at the next start and moves it back.
 """
 
+from __future__ import annotations  # the system's python3 runs this file, whatever its version
+
 import argparse
 import json
 import os
