@@ -138,3 +138,17 @@ def test_a_built_bundle_is_fetched_installed_and_started(tmp_path, capsys):
         wait_for(lambda: "2.0.0 online" in log_lines(log), what="2.0.0 from the built bundle")
     finally:
         stop(proc)
+
+
+def test_install_puts_a_first_version_and_the_launcher_into_the_prefix(tmp_path, capsys):
+    assert build(capsys, tmp_path, "--wheel", str(fake_wheel(tmp_path / "w", "2.0.0", "healthy")))[0] == 0
+    config = tmp_path / "unit.toml"
+    config.write_text(f'[unit]\nid = "dl-x-01"\nstate_dir = "{tmp_path / "state"}"\n\n'
+                      '[broker]\nurl = "mqtt://127.0.0.1:9"\n')
+    code, out, err = run(capsys, "release", "install", str(tmp_path / "out" / "loaxa-2.0.0-x86_64.tar"),
+                         "--config", str(config))
+    assert code == 0, err
+    prefix = tmp_path / "state" / "software"
+    assert Installer(prefix).current_version() == "2.0.0" and (prefix / "launcher.py").exists()
+    code, _, err = run(capsys, "release", "install", str(tmp_path / "unit.toml"), "--prefix", str(prefix))
+    assert code == 1 and err.startswith("loaxa: error:") and "not a bundle" in err

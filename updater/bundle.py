@@ -192,6 +192,20 @@ def write_bundle(loaxa_wheel: Path, dependency_wheels, out: Path, arch: str) -> 
     return target, version, missing
 
 
+def bundle_version(bundle: Path) -> str:
+    """The loaxa version a bundle carries (its loaxa wheel's name)."""
+    try:
+        with tarfile.open(bundle) as tar:
+            names = [Path(m.name).name for m in tar if m.isfile()]
+    except (OSError, tarfile.TarError) as exc:
+        raise BuildError(f"{bundle}: not a bundle from `loaxa release build`: {exc}") from exc
+    for name in names:
+        match = WHEEL_NAME.match(name)
+        if match and canonical(match["name"]) == "loaxa":
+            return match["version"]
+    raise BuildError(f"{bundle}: holds no loaxa wheel")
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -76,6 +76,18 @@ def register(subparsers) -> None:
     add_trust_arguments(push)
     push.set_defaults(func=push_release)
 
+    install = commands.add_parser(
+        "install", help="install a bundle into this unit's update prefix (a new unit's first version)",
+        description="Install BUNDLE (from `loaxa release build`) into the update prefix as "
+                    "versions/VERSION, point `current` at it and copy the launcher there; then "
+                    "`loaxa provision --install-service` runs the unit through the launcher, and "
+                    "later versions arrive as signed releases. Needs no network.")
+    install.add_argument("bundle", type=Path, metavar="BUNDLE")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, metavar="PATH", help="the unit's config: its [update].prefix")
+    where.add_argument("--prefix", type=Path, metavar="DIR", help="the update prefix itself")
+    install.set_defaults(func=install_bundle)
+
 
 def build_release(args) -> int:
     from updater.bundle import file_sha256, loaxa_wheel_for, repack_dependencies, write_bundle
@@ -147,4 +159,23 @@ def push_release(args) -> int:
     return 0
 
 
-__all__ = ["build_release", "push_release", "register"]
+def install_bundle(args) -> int:
+    from updater.bundle import bundle_version
+    from updater.install import Installer, install_launcher
+    prefix = args.prefix
+    if prefix is None:
+        from provisioning.config import find_config, load_config
+        found = find_config(str(args.config) if args.config else None)
+        if found is None:
+            raise ReleaseCommandError("no unit config here: give --config PATH or --prefix DIR")
+        prefix = load_config(found).update.prefix
+    version = bundle_version(args.bundle)
+    installer = Installer(prefix)
+    installer.install(version, args.bundle)
+    installer.switch(version)
+    launcher = install_launcher(prefix)
+    print(f"loaxa {version} installed in {prefix / 'versions' / version} and current; launcher: {launcher}")
+    return 0
+
+
+__all__ = ["build_release", "install_bundle", "push_release", "register"]
