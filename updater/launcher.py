@@ -188,6 +188,8 @@ class Launcher:
             child.send_signal(signum)
 
     def run_once(self) -> int:
+        if self.stopping:  # a stop that came between two starts
+            return 0
         version = self.runnable()
         if version is None:
             return 1
@@ -241,6 +243,8 @@ class Launcher:
         health_s = float(info.get("health_s") or DEFAULT_HEALTH_S)
         run_dir = self.prefix / "run"
         run_dir.mkdir(exist_ok=True)
+        for stale in run_dir.glob("healthy-*"):  # of trials a power cut ended: never a proof for this one
+            stale.unlink(missing_ok=True)
         health_file = run_dir / f"healthy-{uuid.uuid4().hex}"
         log(f"trying loaxa {version} (attempt {attempts + 1} of {self.max_attempts}; it must come online "
             f"within {health_s:.0f} s)")
