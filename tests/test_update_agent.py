@@ -34,10 +34,11 @@ def release(seq, version, url="https://r.example.vn/b.tar", sha256="ab" * 32, si
 
 
 class Unit:
-    def __init__(self, prefix, between=True):
+    def __init__(self, prefix, between=True, managed=True):
         self.events, self.restarts, self.between = [], 0, between
         self.agent = UpdateAgent(Installer(prefix), running="1.0.0", arch="x86_64", emit=self.emit,
-                                 between_playbacks=lambda: self.between, request_restart=self.restart)
+                                 between_playbacks=lambda: self.between, request_restart=self.restart,
+                                 managed=managed)
 
     def emit(self, kind, detail, **fields):
         self.events.append((kind, detail, fields))
@@ -130,3 +131,15 @@ def test_when_idle_only_the_running_and_the_fallback_versions_are_kept(prefix):
     (prefix / "launcher-state.json").write_text(json.dumps({"confirmed": "1.0.0", "previous": "0.9.0"}))
     assert Unit(prefix).agent.step() == "idle"
     assert sorted(p.name for p in (prefix / "versions").iterdir()) == ["0.9.0", "1.0.0"]
+
+
+def test_a_unit_not_started_by_the_launcher_never_switches(prefix):
+    """It would restart into the same pip-installed loaxa, switch again, and loop."""
+    from updater.agent import runs_from
+    assert not runs_from(prefix)  # these tests run from the development venv
+    unit = Unit(prefix, managed=False)
+    unit.offer(release(5, "2.0.0"), RELEASER)
+    assert unit.agent.step() == "refused" and unit.agent.step() == "refused"
+    (kind, detail, _), = unit.events
+    assert kind == "update.refused" and "outside the update launcher" in detail
+    assert unit.agent.installer.current_version() == "1.0.0" and unit.restarts == 0

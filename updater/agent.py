@@ -29,10 +29,24 @@ log = logging.getLogger("loaxa.update")
 REPORTED_FILE = "reported-rollbacks.json"
 
 
+def runs_from(prefix) -> bool:
+    """Is this process's loaxa one of the prefix's versions (started by the launcher)?"""
+    import sys
+    from pathlib import Path
+    try:
+        return Path(sys.prefix).resolve().is_relative_to((Path(prefix) / "versions").resolve())
+    except OSError:
+        return False
+
+
 class UpdateAgent:
     def __init__(self, installer: Installer, *, running: str, arch: str, emit, between_playbacks=lambda: True,
-                 request_restart=lambda: None):
+                 request_restart=lambda: None, managed: bool | None = None):
         self.installer, self.running, self.arch = installer, running, arch
+        # Only a loaxa the launcher started from the prefix may switch: a service running
+        # the pip-installed loaxa would restart into the same old version, switch again,
+        # and restart for ever.
+        self.managed = runs_from(installer.prefix) if managed is None else managed
         self.emit, self.between_playbacks, self.request_restart = emit, between_playbacks, request_restart
         self.held: dict[str, object] = {}  # topic -> Release
         self._said: set = set()  # (kind, seq, detail) already reported: each once
@@ -78,6 +92,11 @@ class UpdateAgent:
         release = choice.release
         if choice.action == "refused":
             self._say("update.refused", release, choice.reason)
+            return "refused"
+        if not self.managed:
+            self._say("update.refused", release, f"release seq {release.seq} (version {release.version}): this "
+                      "unit runs loaxa outside the update launcher; install a first version with `loaxa release "
+                      "install` and the service again with `loaxa provision --install-service`")
             return "refused"
         try:
             if not self.installer.is_installed(release.version):
