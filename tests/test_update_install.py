@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.http_media import MediaHttpServer
-from tests.support.updates import (current_of, fake_version, fake_wheel, launcher_process, log_lines,
-                                   point_current, power_cut, stop, wait_for)
+from tests.support.updates import current_of, fake_wheel, launcher_process, log_lines, stop, wait_for
 from updater.install import Installer, TransientUpdateError, UpdateError, install_launcher, unpack_bundle
 from updater.launcher import read_state
 from updater.release import Artifact
