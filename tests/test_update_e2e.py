@@ -1,8 +1,9 @@
 """End to end with real builds of the whole package: `loaxa release build --source
 --from-installed` (offline), the installer's real venv, the launcher, and the real daemon
 against mosquitto. The running build is confirmed; a newer build comes online and is
-confirmed by the daemon's own health report; a newer build that crashes on import is
-rolled back to it, and the unit's retained state says which version runs."""
+confirmed by the daemon's own health report; newer builds that crash on import, or run
+but never come online and pass their start checks, are rolled back to it; the unit's
+retained state says which version runs."""
 
 import json
 import re
@@ -27,7 +28,7 @@ PACKAGES = ("loaxa", "device", "scheduler", "audio", "provisioning", "hw", "flee
 UNIT_ID = "dl-update-01"
 
 
-def source_tree(folder: Path, version: str, *, crash_on_import: bool = False) -> Path:
+def source_tree(folder: Path, version: str, *, crash_on_import: bool = False, never_online: bool = False) -> Path:
     """A copy of the loaxa source at another version (both places that carry it)."""
     folder.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md"):
@@ -41,6 +42,11 @@ def source_tree(folder: Path, version: str, *, crash_on_import: bool = False) ->
     if crash_on_import:
         main_py = folder / "loaxa" / "__main__.py"
         main_py.write_text('raise ImportError("broken build")\n' + main_py.read_text())
+    if never_online:  # a daemon that runs and plays, and never proves itself to the launcher
+        health = folder / "updater" / "health.py"
+        text = health.read_text()
+        assert "    global _reported\n" in text
+        health.write_text(text.replace("    global _reported\n", "    return False\n    global _reported\n", 1))
     return folder
 
 
@@ -80,12 +86,14 @@ def unit(tmp_path_factory):
     broker.stop()
 
 
-def test_a_newer_build_is_confirmed_and_a_crashing_one_rolled_back(unit):
+def test_a_newer_build_is_confirmed_and_builds_that_crash_or_stay_silent_are_rolled_back(unit):
     root, broker, config, prefix, installer = unit
-    newer, broken = "9.0.1", "9.0.2"
+    newer, broken, silent = "9.0.1", "9.0.2", "9.0.3"
     installer.install(newer, build(source_tree(root / "src1", newer), root / "b1"), health_s=60)
     installer.install(broken, build(source_tree(root / "src2", broken, crash_on_import=True), root / "b2"),
                       health_s=60)
+    installer.install(silent, build(source_tree(root / "src3", silent, never_online=True), root / "b3"),
+                      health_s=10)
     launcher = launcher_process(prefix, loaxa_args=("run", "--config", str(config)), output=root / "console.log")
     try:
         # the first version on this prefix is confirmed at once, and runs
@@ -104,8 +112,16 @@ def test_a_newer_build_is_confirmed_and_a_crashing_one_rolled_back(unit):
         reason = read_state(prefix)["bad"][broken]
         assert reason.startswith("exited with code 1 before coming online") and "ImportError: broken build" in reason
         assert installer.current_version() == newer
-        wait_for(lambda: unit_state(broker.url) == {**unit_state(broker.url), "state": "online", "version": newer},
-                 timeout=60, what="the newer build online again")
+        online_again = lambda: unit_state(broker.url) == {  # noqa: E731
+            **unit_state(broker.url), "state": "online", "version": newer}
+        wait_for(online_again, timeout=60, what="the newer build online again")
+        # a build that starts and runs but never comes online and passes its start checks
+        installer.switch(silent)
+        subprocess.run(["kill", "-TERM", str(child_pid(prefix, newer))], check=True)
+        wait_for(lambda: silent in read_state(prefix).get("bad", {}), timeout=60, what="the silent build abandoned")
+        assert read_state(prefix)["bad"][silent] == "did not come online and pass its start checks within 10 s"
+        assert installer.current_version() == newer
+        wait_for(online_again, timeout=60, what="the newer build online after the silent one")
     finally:
         assert stop(launcher, timeout=30) == 0, (root / "console.log").read_text()[-3000:]
     console = (root / "console.log").read_text()
