@@ -132,6 +132,15 @@ class Unit:
         except BaseException:
             self.stop()
             raise
+        self._started_all = True
+        self._report_healthy()
+
+    def _report_healthy(self) -> None:
+        """Every part started and the broker link up: a version on trial proves itself to
+        the launcher (updater.health; a no-op outside a trial)."""
+        if getattr(self, "_started_all", False) and self.link.connected:
+            from updater.health import report_healthy
+            report_healthy()
 
     def _started_part(self, name: str, stop) -> None:
         self._started.append((name, stop))
@@ -354,6 +363,8 @@ class Unit:
 
     def _connection_changed(self, up: bool) -> None:
         self.unit_hw.led.set_connection("online" if up else "offline")
+        if up:
+            self._report_healthy()
 
     def _health_probes(self) -> dict:
         upcoming = lambda: next(({"item": o.item.id, "at": iso(o.at)}  # noqa: E731

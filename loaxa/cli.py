@@ -39,6 +39,7 @@ COMMANDS = {
     "selftest": ("loaxa.commands.selftest",
                  "check every part of the unit (relays, amplifier, audio, GPS, modem, broker, clock, disk)"),
     "trust": ("loaxa.commands.trust", "roots and trust documents (who may sign what, where)"),
+    "release": ("loaxa.commands.release", "build and publish software releases for the units"),
 }
 COMMAND_MODULES = [module for module, _ in COMMANDS.values()]
 

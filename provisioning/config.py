@@ -149,6 +149,13 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    # Software updates (issue 15): versions live in <prefix>/versions/<version>, the one
+    # in use is <prefix>/current; inside state_dir by default, which the service may write.
+    prefix: Path = Path("software")
+
+
+@dataclass(frozen=True)
 class AmplifierConfig:
     port: str | None
     baudrate: int
@@ -208,6 +215,7 @@ class Config:
     gpio: GpioConfig
     outbox: OutboxConfig = OutboxConfig()
     vehicle: VehicleConfig = VehicleConfig()
+    update: UpdateConfig = UpdateConfig()
     source: Path | None = None
 
     def masked(self) -> dict:
@@ -581,6 +589,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "battery_divider": Key(_number(1, 100), 6.0),
         "battery_vref": Key(_number(1, 5.5), 3.3),
     },
+    "update": {
+        # Software updates (issue 15; docs/design.md "Software updates").
+        "prefix": Key(_path, Path("software"), path=True),
+    },
 }
 
 TABLE_TYPES = {
@@ -588,6 +600,7 @@ TABLE_TYPES = {
     "hardware": HardwareConfig, "audio": AudioConfig, "amplifier": AmplifierConfig,
     "gps": GpsConfig, "modem": ModemConfig, "gpio": GpioConfig, "outbox": OutboxConfig,
     "vehicle": VehicleConfig,
+    "update": UpdateConfig,
 }
 
 

@@ -10,6 +10,13 @@ The unit file is packaging/loaxa.service (shipped as provisioning/data/loaxa.ser
    (root:loaxa 0640: it reads the password, it cannot change it);
 4. enables the service (and starts it, unless `start=False`).
 
+When the config's `[update].prefix` holds an installed version (`current`), the service
+runs the update launcher instead of the pip-installed `loaxa` (docs/design.md, "Software
+updates"): the launcher is copied to `<prefix>/launcher.py` and run by the system's
+python3 with `--once` (systemd's Restart= does the restarting), `NotifyAccess=all` (the
+daemon that sends READY and WATCHDOG is the launcher's child), the prefix is writable and
+belongs to the service user (updates install there without root).
+
 With `root` other than "/", every file goes under that folder and systemd's own tools
 work on it offline (`systemd-sysusers --root`, `systemctl --root`): how the tests, or
 an image builder, install without touching the running system.
@@ -67,17 +74,27 @@ def _unit_path(path) -> str:
     return text
 
 
-def render_unit(executable, config_path, state_dir=TEMPLATE_STATE) -> str:
+def render_unit(executable, config_path, state_dir=TEMPLATE_STATE, launcher=None) -> str:
     """The unit file with this machine's program, config and state folder (also its
-    working directory: lgpio writes there, and nothing else is writable)."""
+    working directory: lgpio writes there, and nothing else is writable).
+
+    `launcher` = (python3, prefix): run the update launcher of that prefix instead."""
     text = TEMPLATE.read_text(encoding="utf-8")
+    program = f"{_unit_path(executable)} run"
+    if launcher is not None:
+        python, prefix = (_unit_path(p) for p in launcher)
+        program = f"{python} {prefix}/launcher.py --prefix {prefix} --once -- run"
+        text = text.replace("NotifyAccess=main", "NotifyAccess=all")
     text = text.replace(f"ExecStart={TEMPLATE_EXEC} run --config {TEMPLATE_CONFIG}",
-                        f"ExecStart={_unit_path(executable)} run --config {_unit_path(config_path)}")
+                        f"ExecStart={program} --config {_unit_path(config_path)}")
     state_dir = _unit_path(state_dir)
     # The state folder is also the working directory, where lgpio makes its pipes.
-    for setting in ("ReadWritePaths={}", "WorkingDirectory={}", "Environment=LG_WD={}"):
+    for setting in ("WorkingDirectory={}", "Environment=LG_WD={}"):
         text = text.replace(setting.format(TEMPLATE_STATE), setting.format(state_dir))
-    return text
+    writable = state_dir
+    if launcher is not None and not Path(launcher[1]).is_relative_to(state_dir):
+        writable += f" {_unit_path(launcher[1])}"
+    return text.replace(f"ReadWritePaths={TEMPLATE_STATE}", f"ReadWritePaths={writable}")
 
 
 def sysusers_text(state_dir=TEMPLATE_STATE) -> str:
@@ -116,12 +133,34 @@ class Installer:
         executable = self.executable or loaxa_executable()
         config_seen = self.inside(self.host_config)[1]
         state_seen = self.inside(cfg.unit.state_dir)[1]
-        self.write(UNIT_DIR / UNIT_NAME, render_unit(executable, config_seen, state_seen))
+        launcher = self.launcher(cfg)
+        self.write(UNIT_DIR / UNIT_NAME, render_unit(executable, config_seen, state_seen, launcher))
         self.write(SYSUSERS_FILE, sysusers_text(state_seen))
         self.create_user()
         self.hand_over(cfg)
+        if launcher is not None:
+            self.hand_over_tree(self.inside(cfg.update.prefix)[0])
         self.enable()
         return self.steps
+
+    def launcher(self, cfg):
+        """(python3, prefix as the system sees it) when the update prefix holds an
+        installed version; the launcher is copied there. None: run loaxa directly."""
+        from updater.install import Installer as Versions, install_launcher
+        prefix, prefix_seen = self.inside(cfg.update.prefix)
+        if Versions(prefix).current_version() is None:
+            return None
+        self.steps.append(Step(_("wrote {path}").format(path=install_launcher(prefix))))
+        return Path(sys.base_prefix) / "bin" / "python3", prefix_seen
+
+    def hand_over_tree(self, folder: Path) -> None:
+        """The update prefix, all of it, to the service user: updates install there."""
+        ids = self.ids()
+        if ids is None or os.geteuid() != 0:
+            return  # hand_over said so already
+        for path in [folder, *folder.rglob("*")]:
+            os.chown(path, *ids, follow_symlinks=False)
+        self.steps.append(Step(_("{path} now belongs to {user}").format(path=folder, user=SERVICE_USER)))
 
     def write(self, relative: Path, text: str) -> None:
         path = self.root / relative

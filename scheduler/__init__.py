@@ -12,8 +12,8 @@ from scheduler.envelope import Envelope, is_envelope, open_envelope, read_envelo
 from scheduler.keys import (generate_key, is_valid_key_name, load_private_key, load_trusted_keys,
                             parse_public_key, public_key_b64, write_keypair)
 from scheduler.store import Offer, ScheduleStore, StorageError
-from scheduler.targets import (check_targets, command_topics, expand_groups, parse_target, schedule_topics,
-                               target_topic, topic_target, unit_targets)
+from scheduler.targets import (check_targets, command_topics, expand_groups, parse_target, release_topics,
+                               schedule_topics, target_topic, topic_target, unit_targets)
 from scheduler.triggers import (ItemTrigger, Occurrence, QuietHours, check_quiet_hours, in_quiet_hours,
                                 next_of_item, next_occurrence, occurrences, parse_quiet_hours,
                                 quiet_hours_conflicts)
@@ -24,7 +24,7 @@ __all__ = [
     "BUILTIN_MEDIA", "DAY_NAMES", "MAX_DOCUMENT_BYTES", "PRIORITIES",
     "Envelope", "Item", "Media", "Occurrence", "Offer", "QuietHours", "Schedule", "ScheduleStore",
     "StorageError",
-    "check_quiet_hours", "check_targets", "command_topics", "expand_groups", "generate_key",
+    "check_quiet_hours", "check_targets", "command_topics", "expand_groups", "generate_key", "release_topics",
     "ItemTrigger", "in_quiet_hours", "is_envelope", "next_of_item", "is_valid_key_name", "load_private_key", "load_trusted_keys",
     "next_occurrence", "occurrences", "open_envelope", "parse_public_key", "parse_quiet_hours",
     "parse_schedule", "parse_target", "public_key_b64", "quiet_hours_conflicts", "read_envelope",

@@ -77,6 +77,11 @@ def trust_topics(prefix: str, unit_id: str, groups) -> list[str]:
     return _topics(prefix, unit_id, groups, "trust")
 
 
+def release_topics(prefix: str, unit_id: str, groups) -> list[str]:
+    """The twin of schedule_topics for software releases (`/release`)."""
+    return _topics(prefix, unit_id, groups, "release")
+
+
 def topic_target(prefix: str, topic: str, kind: str = "schedule") -> str | None:
     """The target a topic belongs to (`loaxa/group/a/b/schedule` -> `group:a/b`), or None."""
     head, suffix = f"{prefix}/", f"/{kind}"

@@ -23,7 +23,8 @@ from scheduler.command import parse_command
 from scheduler.document import parse_schedule
 from scheduler.envelope import Envelope, read_envelope
 from scheduler._json import strict_loads
-from scheduler.judge import Authority, UnitContext, Verdict, command_subject, judge, schedule_subject
+from scheduler.judge import (Authority, UnitContext, Verdict, command_subject, judge, release_subject,
+                             schedule_subject)
 from scheduler.store import Offer, ScheduleStore
 from scheduler.trust import RootSet, TrustDocument
 from scheduler.truststore import TrustStore
@@ -128,7 +129,7 @@ class TrustKeeper:
 
 def operator_verdicts(raw, trust: TrustDocument, topics, *, now: datetime, fleet=None, prefix: str = "loaxa",
                       emergency_playing: bool = False) -> list[tuple[str, Verdict]]:
-    """How a signed schedule or command fares on each topic under `trust`, judged as the
+    """How a signed schedule, command or release fares on each topic under `trust`, judged as the
     units there will judge it (`fleet`: {unit id: groups} for `unit:` targets)."""
     envelope = raw if isinstance(raw, Envelope) else read_envelope(raw)
     doc = strict_loads(envelope.payload, "document")
@@ -139,6 +140,10 @@ def operator_verdicts(raw, trust: TrustDocument, topics, *, now: datetime, fleet
     for topic in topics:
         if kind == "command":
             subject = command_subject(parse_command(envelope.payload, now), topic, emergency_playing=emergency_playing)
+        elif kind == "release":
+            from updater.release import parse_release
+            release = parse_release(envelope.payload)
+            subject = release_subject(f"{release.id} seq {release.seq} ({release.version})", release.targets, topic)
         else:
             subject = schedule_subject(parse_schedule(envelope.payload), topic)
         verdicts.append((topic, judge(envelope, subject, authority, now=now, context=context)))

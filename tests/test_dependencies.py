@@ -10,7 +10,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("loaxa", "device", "scheduler", "audio", "provisioning", "hw", "fleet")
+PACKAGES = ("loaxa", "device", "scheduler", "audio", "provisioning", "hw", "fleet", "updater")
 # Used without an import of their own: a driver another package loads by name.
 LOADED_BY_ANOTHER = {
     "lgpio": "gpiozero's pin driver on a Raspberry Pi (gpiozero imports it)",
