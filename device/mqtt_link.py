@@ -250,6 +250,9 @@ class MqttLink:
                     self._rescan, self._epoch, self._cursor = False, self._outbox.epoch, 0
                 room = self.window - len(self._inflight)
                 if room < min_room:
+                    # A record added while the window is full leaves when acknowledgements
+                    # make room: the network loop refills only while this says there is more.
+                    self._more = True
                     return
                 # What paho still carries (it sends it again itself after a reconnect), or was
                 # acknowledged and not yet deleted: at most a window and a batch of seqs.
