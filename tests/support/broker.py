@@ -49,10 +49,6 @@ class Broker:
     def _write_config(self) -> Path:
         lines = [f"listener {self.port} {self.host}", "persistence false", "log_dest stderr",
                  "log_type error", "log_type warning", "log_type notice"]
-        if "max_queued_messages" not in self.extra:
-            # As docs/operator.md sets a province's broker: mosquitto's default (1000) drops
-            # QoS 1 messages for a slow subscriber (a test's collector) in a unit's burst.
-            lines.append("max_queued_messages 0")
         if "password_file" not in self.extra:
             lines.append("allow_anonymous true")
         if os.geteuid() == 0:
